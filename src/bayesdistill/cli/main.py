@@ -1,0 +1,221 @@
+"""The ``bayesdistill`` command line.
+
+Every command that takes a CONFIG also takes ``key.sub=value`` overrides after it, e.g.
+``bayesdistill study configs/quickstart.yaml --out runs/q seeds=[0,1] student.train.epochs=5``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bayesdistill import __version__
+from bayesdistill.errors import BayesDistillError
+
+app = typer.Typer(
+    name="bayesdistill",
+    help="Knowledge distillation from Bayesian teachers: fit teachers, distil students, "
+    "compare them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config (only overrides of the defaults).")]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Overrides key.sub=value, values parsed as YAML.", show_default=False),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder of the run.")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue a killed run in --out where it stopped.")
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed (default: the config's first seed).")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")]
+
+QUICKSTART = "quickstart.yaml"
+
+
+def _configure_logging(quiet: bool) -> None:
+    """Our own logger to stderr; third-party loggers stay at their defaults."""
+    logger = logging.getLogger("bayesdistill")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bayesdistill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    _configure_logging(quiet)
+
+
+def _load(config: Path, overrides: list[str] | None):
+    from bayesdistill.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+@app.command()
+def teacher(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    out: OutOpt = Path("runs/teacher"),
+    seed: SeedOpt = None,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Train the teacher network and build every teacher kind listed under `teachers`."""
+    from bayesdistill.runner import run_teachers
+
+    files = run_teachers(_load(config, overrides), out, seed=seed, resume=resume, progress=progress)
+    for label, path in files.items():
+        typer.echo(f"{label:>16}: {path}")
+
+
+@app.command()
+def distill(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    teacher: Annotated[
+        str, typer.Option("--teacher", "-t", help="A saved teacher.pt, or 'none' for one-hot.")
+    ] = "none",
+    out: OutOpt = Path("runs/student"),
+    seed: SeedOpt = None,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Distil one student (config section `student`) from a saved teacher."""
+    from bayesdistill.runner import run_distill
+
+    summaries = run_distill(
+        _load(config, overrides),
+        out,
+        teacher=None if teacher == "none" else teacher,
+        seed=seed,
+        resume=resume,
+        progress=progress,
+    )
+    for summary in summaries:
+        final = summary["final"]
+        typer.echo(
+            f"student <- {summary['label']} ({summary['loss_label']}): test accuracy "
+            f"{100 * final['test_accuracy']:.2f}%, NLL {final['test_nll']:.3f}, "
+            f"ECE {final['test_ece']:.3f}, fluctuation {summary['fluctuation']:.2f} pp"
+        )
+    typer.echo(f"run folder: {out}")
+
+
+@app.command()
+def study(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    out: OutOpt = Path("runs/study"),
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """For each seed: one teacher network, every teacher kind, one student per kind; tables and plots."""
+    _run_study(_load(config, overrides), out, resume, progress)
+
+
+@app.command()
+def quickstart(
+    overrides: OverridesArg = None,
+    out: OutOpt = Path("runs/quickstart"),
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """The shipped MNIST-1D study (configs/quickstart.yaml): CPU, a few minutes."""
+    with resources.as_file(resources.files("bayesdistill") / "configs" / QUICKSTART) as path:
+        config = _load(path, overrides)
+    _run_study(config, out, resume, progress)
+
+
+def _run_study(config, out: Path, resume: bool, progress: bool) -> None:
+    from bayesdistill.runner import run_study
+
+    tic = time.perf_counter()
+    run_study(config, out, resume=resume, progress=progress)
+    typer.echo((out / "results.md").read_text(encoding="utf-8"))
+    typer.echo(
+        f"finished in {time.perf_counter() - tic:.0f} s; results in {out}/ "
+        "(results.csv, results.md, plots/)"
+    )
+
+
+@app.command()
+def report(folder: Annotated[Path, typer.Argument(help="A study's output folder.")]) -> None:
+    """Rewrite results.csv, results.md and plots/ of a study from its run folders."""
+    from bayesdistill.reports import write_reports
+
+    if not (folder / "config.yaml").is_file():
+        raise FileNotFoundError(f"'{folder}' is not a study folder (no config.yaml)")
+    write_reports(folder)
+    typer.echo((folder / "results.md").read_text(encoding="utf-8"))
+
+
+@app.command(name="config")
+def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Print the resolved config (defaults filled in, overrides applied)."""
+    from bayesdistill.config import dump_config
+
+    typer.echo(dump_config(_load(config, overrides)), nl=False)
+
+
+@app.command(name="list")
+def list_registered(
+    kind: Annotated[
+        str | None,
+        typer.Argument(help="One of: datasets, models, teachers, losses, augmentations."),
+    ] = None,
+) -> None:
+    """Every registered name by kind, with its options and defaults."""
+    from bayesdistill.cli.listing import render_registries
+
+    typer.echo(render_registries(kind), nl=False)
+
+
+def main() -> None:
+    """Console entry point: run the app and turn our errors into one clear line."""
+    try:
+        app(standalone_mode=False)
+    except (BayesDistillError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command with --resume to continue", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

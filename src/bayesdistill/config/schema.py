@@ -1,0 +1,245 @@
+"""The typed config schema. YAML files hold only overrides of these defaults.
+
+Components picked from a registry (dataset, model, loss, teacher kind, augmentation) are
+written as ``{name: <registered name>, <option>: <value>, ...}``; their options are the
+keyword-only parameters of the registered callable, validated by the registry. Everything
+else is a fixed, typed field; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bayesdistill.data import AUGMENTATIONS, DATASETS, Standardization
+from bayesdistill.losses import LOSSES
+from bayesdistill.models import MODELS
+from bayesdistill.registry import Registry
+from bayesdistill.teachers import TEACHERS
+from bayesdistill.train.settings import TrainSettings
+
+NO_TEACHER = "none"
+"""Pseudo teacher kind of a study: the student trained on one-hot labels alone."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class NamedSpec(BaseModel):
+    """``name`` of a registered component plus its options (the other keys)."""
+
+    model_config = ConfigDict(extra="allow")
+    registry: ClassVar[Registry]
+    reserved: ClassVar[tuple[str, ...]] = ()
+
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        """A bare string ``"kd"`` is shorthand for ``{name: kd}``."""
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _validate_options(self) -> NamedSpec:
+        options = {k: v for k, v in (self.model_extra or {}).items()}
+        if self.name not in self.reserved:
+            validated = self.registry.validate_options(self.name, options)
+            for key, value in validated.items():
+                self.__pydantic_extra__[key] = value  # type: ignore[index]
+        elif options:
+            raise ValueError(f"'{self.name}' takes no options, got {sorted(options)}")
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The component's options (every key but ``name`` and the fixed fields)."""
+        return dict(self.model_extra or {})
+
+
+class ModelConfig(NamedSpec):
+    """A network from the model registry (``bayesdistill list`` shows the options)."""
+
+    registry = MODELS
+
+
+class LossConfig(NamedSpec):
+    """A loss from the loss registry with its hyper-parameters.
+
+    ``label`` names it in results and folders (default: the name), so one study can
+    compare, e.g., KD at T = 1 and at T = 4.
+    """
+
+    registry = LOSSES
+
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class AugmentConfig(NamedSpec):
+    """One batch augmentation."""
+
+    registry = AUGMENTATIONS
+
+
+class DataConfig(NamedSpec):
+    """A dataset from the registry, how it is split, and how inputs are standardised."""
+
+    registry = DATASETS
+
+    name: str = "mnist1d"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    split_seed: int = 0
+    standardize: Standardization = Standardization.FEATURE
+
+
+class TeacherKindConfig(NamedSpec):
+    """One teacher kind of a study: a teacher-registry name (or ``none``) and its options.
+
+    ``label`` names it in results (default: the name), so one study can compare, e.g., two
+    Laplace settings. A bare string ``"laplace"`` is shorthand for ``{name: laplace}``.
+    """
+
+    registry = TEACHERS
+    reserved = (NO_TEACHER,)
+
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class SubsetConfig(_Strict):
+    """A per-class subset of the student's training data (few-shot distillation)."""
+
+    per_class: int | None = Field(None, ge=1)
+    fraction: float | None = Field(None, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SubsetConfig:
+        if (self.per_class is None) == (self.fraction is None):
+            raise ValueError(
+                "give exactly one of per_class (examples per class) or fraction (of each class)"
+            )
+        return self
+
+
+def _default_teacher_model() -> ModelConfig:
+    return ModelConfig(name="cnn1d", channels=(32, 32, 32))
+
+
+def _default_student_model() -> ModelConfig:
+    return ModelConfig(name="mlp", hidden=(64,))
+
+
+class TeacherNetworkConfig(_Strict):
+    """The network every network-based teacher kind is built from, and its training."""
+
+    model: ModelConfig = Field(default_factory=_default_teacher_model)
+    train: TrainSettings = TrainSettings()
+
+
+class StudentConfig(_Strict):
+    """The student network, its training, its losses and its training data.
+
+    A study trains one student per (loss, teacher kind); the one-hot student (teacher kind
+    ``none``) is trained once and shown with every loss.
+    """
+
+    model: ModelConfig = Field(default_factory=_default_student_model)
+    train: TrainSettings = TrainSettings()
+    losses: list[LossConfig] = Field(default_factory=lambda: [LossConfig(name="kd")], min_length=1)
+    subset: SubsetConfig | None = None
+    augment: list[AugmentConfig] = Field(default_factory=list)
+
+    @field_validator("losses")
+    @classmethod
+    def _unique_loss_labels(cls, losses: list[LossConfig]) -> list[LossConfig]:
+        _check_unique([loss.key for loss in losses], "losses")
+        return losses
+
+
+def _default_teacher_kinds() -> list[TeacherKindConfig]:
+    return [
+        TeacherKindConfig(name=n)
+        for n in (NO_TEACHER, "deterministic", "temperature", "laplace", "ivon")
+    ]
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment: data, teacher network, teacher kinds, student, seeds.
+
+    ``bayesdistill teacher`` uses data/teacher/teachers, ``distill`` uses data/student, and
+    ``study`` uses everything.
+    """
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherNetworkConfig = Field(default_factory=TeacherNetworkConfig)
+    teachers: list[TeacherKindConfig] = Field(default_factory=_default_teacher_kinds)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    device: str = "auto"
+
+    @field_validator("teachers")
+    @classmethod
+    def _unique_labels(cls, kinds: list[TeacherKindConfig]) -> list[TeacherKindConfig]:
+        _check_unique([k.key for k in kinds], "teacher kinds")
+        return kinds
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ValueError(
+                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got '{device}'"
+            )
+        return device
+
+
+def _check_unique(keys: list[str], what: str) -> None:
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValueError(
+            f"{what} must have distinct labels; {duplicates} appear more than once "
+            "(add `label: <name>` to tell them apart)"
+        )
+
+
+def schema_keys(model: type[BaseModel] | Any) -> list[str]:
+    """The keys a config section accepts (for error messages)."""
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    fields = getattr(model, "__dataclass_fields__", None)
+    return list(fields) if fields else []
+
+
+__all__ = [
+    "NO_TEACHER",
+    "AugmentConfig",
+    "DataConfig",
+    "ExperimentConfig",
+    "LossConfig",
+    "ModelConfig",
+    "NamedSpec",
+    "StudentConfig",
+    "SubsetConfig",
+    "TeacherKindConfig",
+    "TeacherNetworkConfig",
+    "pydantic",
+    "schema_keys",
+]

@@ -1,0 +1,131 @@
+"""Deterministic splits and per-class subsets, each chosen by a seed."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from bayesdistill.data.base import (
+    ArrayData,
+    DataSplits,
+    RawDataset,
+    Standardization,
+    Standardizer,
+)
+from bayesdistill.errors import ConfigError, DataError
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[Tensor]:
+    """Randomly partition ``range(n)`` into parts of the given fractions (summing to 1).
+
+    Part sizes are ``floor(f·n)`` with the remainder added to the first part; each part's
+    indices are sorted. The same (n, fractions, seed) always gives the same parts.
+    """
+    if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-9):
+        raise ConfigError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    sizes = [math.floor(f * n) for f in fractions]
+    sizes[0] += n - sum(sizes)
+    perm = torch.randperm(n, generator=_generator(seed))
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(perm[start : start + size].sort().values)
+        start += size
+    return parts
+
+
+def make_splits(
+    raw: RawDataset,
+    *,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    standardize: Standardization | str = Standardization.FEATURE,
+) -> DataSplits:
+    """Split a raw dataset into standardised train / validation / test sets.
+
+    If the source has its own test set, it is kept and ``val_fraction`` of the remaining
+    examples form the validation set; otherwise the examples are split into
+    ``(1 − val − test, val, test)``. Inputs are standardised with training statistics.
+    """
+    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= frac < 1.0:
+            raise ConfigError(f"{name} must lie in [0, 1), got {frac}")
+    n = len(raw.y)
+    if raw.x_test is not None and raw.y_test is not None:
+        train_idx, val_idx = split_indices(n, (1.0 - val_fraction, val_fraction), seed)
+        test = (raw.x_test, raw.y_test, raw.bcp_test)
+    else:
+        if val_fraction + test_fraction >= 1.0:
+            raise ConfigError(
+                f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
+            )
+        train_idx, val_idx, test_idx = split_indices(
+            n, (1.0 - val_fraction - test_fraction, val_fraction, test_fraction), seed
+        )
+        test = (raw.x[test_idx], raw.y[test_idx], _take(raw.bcp, test_idx))
+    for part, idx in (("train", train_idx), ("validation", val_idx)):
+        if len(idx) == 0:
+            raise DataError(f"dataset '{raw.name}' with {n} examples leaves an empty {part} set")
+    if len(test[1]) == 0:
+        raise DataError(f"dataset '{raw.name}' leaves an empty test set; raise test_fraction")
+    standardizer = Standardizer.fit(raw.x[train_idx], standardize)
+
+    def build(x: Tensor, y: Tensor, bcp: Tensor | None) -> ArrayData:
+        return ArrayData(standardizer(x), y, raw.num_classes, bcp)
+
+    return DataSplits(
+        name=raw.name,
+        train=build(raw.x[train_idx], raw.y[train_idx], _take(raw.bcp, train_idx)),
+        val=build(raw.x[val_idx], raw.y[val_idx], _take(raw.bcp, val_idx)),
+        test=build(*test),
+        standardizer=standardizer,
+        bayes_posterior=raw.bayes_posterior,
+        bayes_state=raw.bayes_state,
+    )
+
+
+def per_class_subset(
+    labels: Tensor,
+    *,
+    count: int | None = None,
+    fraction: float | None = None,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> Tensor:
+    """Indices of a per-class subset: ``count`` examples or ``fraction`` of each class.
+
+    With a fraction, each class keeps ``max(1, round(fraction · n_c))`` examples. The
+    choice within each class is uniform at random from ``seed``; the result is sorted.
+    Raises `ConfigError` if both or neither are given, or a class has too few examples.
+    """
+    if (count is None) == (fraction is None):
+        raise ConfigError(
+            f"give exactly one of count or fraction, got count={count}, fraction={fraction}"
+        )
+    if count is not None and count < 1:
+        raise ConfigError(f"count per class must be >= 1, got {count}")
+    if fraction is not None and not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"fraction per class must lie in (0, 1], got {fraction}")
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    gen = _generator(seed)
+    chosen = []
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        n_c = len(members)
+        k = count if count is not None else max(1, round(fraction * n_c))  # type: ignore[operator]
+        if k > n_c:
+            raise ConfigError(
+                f"class {c} has {n_c} training examples, fewer than the {k} requested per class"
+            )
+        chosen.append(members[torch.randperm(n_c, generator=gen)[:k]])
+    return torch.cat(chosen).sort().values
+
+
+def _take(t: Tensor | None, idx: Tensor) -> Tensor | None:
+    return None if t is None else t[idx]

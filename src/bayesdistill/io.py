@@ -1,0 +1,184 @@
+"""Atomic file output and safe checkpoint loading.
+
+Nothing bayesdistill writes is ever half-written: every file is first written to a
+temporary sibling (``.<name>.<random>.tmp``) in the same directory, flushed to disk and
+then moved over the target with `os.replace`, which is atomic on POSIX and Windows. A run
+killed mid-write leaves at worst a stale ``*.tmp`` sibling, which `remove_stale_temporaries`
+deletes when the run resumes; the target is either the old complete file or the new one.
+
+Checkpoints are loaded with ``torch.load(..., weights_only=True)``: loading never executes
+code from the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from bayesdistill.errors import CheckpointError
+
+TEMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; replace ``path`` on success only."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open supports modes 'w' and 'wb', got {mode!r}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent
+    )
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Atomically write ``text`` to ``path``."""
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (NaN and inf become null: valid JSON)."""
+    text = json.dumps(
+        _finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
+    )
+    write_text(path, text + "\n")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def save_torch(path: str | os.PathLike[str], obj: Any) -> None:
+    """Atomically ``torch.save`` an object made of tensors and plain Python values."""
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
+
+
+def save_figure(path: str | os.PathLike[str], figure: Any, **savefig_kwargs: Any) -> None:
+    """Atomically save a matplotlib figure; the format is taken from the suffix."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format=fmt, **savefig_kwargs)
+
+
+def load_torch(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "checkpoint",
+    map_location: str | torch.device | None = "cpu",
+    expected_format: str | None = None,
+) -> Any:
+    """Load a file written by `save_torch` without executing code from it.
+
+    Raises `FileNotFoundError` when the file is missing and `CheckpointError` (naming the
+    file and how to fix it) when it is truncated, corrupt, not a torch file, or of another
+    ``format`` than ``expected_format``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise CheckpointError(
+            f"cannot read {what} '{path}': the file is truncated, corrupt or not a "
+            f"bayesdistill {what} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "Delete it and re-create it (for a training checkpoint: rerun without --resume)."
+        ) from exc
+    if expected_format is not None:
+        found = obj.get("format") if isinstance(obj, dict) else None
+        if found != expected_format:
+            raise CheckpointError(
+                f"'{path}' is not a {what}: expected format '{expected_format}', found {found!r}."
+            )
+    return obj
+
+
+class JsonLines:
+    """An append-only JSON-lines log (one dict per line), e.g. per-epoch metrics.
+
+    Appends are flushed and fsynced line by line. A kill can leave at most one partial
+    last line; `read` ignores it and `truncate` rewrites the file atomically.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(_finite(record), sort_keys=True, default=_json_default)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        records = []
+        with open(self.path, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.endswith("\n"):
+                    break  # a partial line left by a kill
+                records.append(json.loads(line))
+        return records
+
+    def truncate(self, keep: Callable[[dict[str, Any]], bool]) -> None:
+        """Keep only the complete records for which ``keep(record)`` is true."""
+        kept = [r for r in self.read() if keep(r)]
+        lines = "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in kept)
+        write_text(self.path, lines)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete ``.*.tmp`` files that a killed run left under ``directory``; return them."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

@@ -1,0 +1,96 @@
+"""Response-based distillation losses: pure functions of logits and teacher probabilities.
+
+Signature of every loss: ``loss(student_logits (B, C), teacher_probs (B, C) | None,
+targets (B,), **hparams) -> scalar`` (mean over the batch). Teacher inputs are
+*probabilities*, because a Bayesian teacher's predictive is a mixture with no logits;
+a temperature T is therefore applied to them as ``p^(1/T) / Σ_j p_j^(1/T)``, which equals
+``softmax(z/T)`` whenever ``p = softmax(z)`` (Morad et al. 2026, public code).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bayesdistill.errors import ConfigError
+
+PROB_FLOOR = 1e-12
+"""Teacher probabilities are clamped to at least this before logs (exact zeros allowed)."""
+
+
+def temper_probs(probs: Tensor, temperature: float) -> Tensor:
+    """Soften (T > 1) or sharpen (T < 1) probabilities: ``p^(1/T)`` renormalised.
+
+    Computed in log space for stability: ``softmax(log(max(p, 1e-12)) / T)``.
+    """
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be positive, got {temperature}")
+    if temperature == 1.0:
+        return probs
+    return torch.softmax(probs.clamp_min(PROB_FLOOR).log() / temperature, dim=1)
+
+
+def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
+    """Batch mean of −Σ_k q_k log softmax(z)_k for soft targets q ``(B, C)``."""
+    return -(target_probs * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def kl_to_student(target_probs: Tensor, logits: Tensor) -> Tensor:
+    """Batch mean of KL(q ‖ softmax(z)) = Σ_k q_k (log q_k − log softmax(z)_k).
+
+    Terms with q_k = 0 contribute 0 (the limit of q log q).
+    """
+    log_q = target_probs.clamp_min(PROB_FLOOR).log()
+    kl = target_probs * (log_q - F.log_softmax(logits, dim=1))
+    return kl.sum(1).mean()
+
+
+def onehot_ce(student_logits: Tensor, teacher_probs: Tensor | None, targets: Tensor) -> Tensor:
+    """Cross-entropy with the one-hot labels (no teacher): −log softmax(z)_y."""
+    return F.cross_entropy(student_logits, targets)
+
+
+def soft_ce(student_logits: Tensor, teacher_probs: Tensor | None, targets: Tensor) -> Tensor:
+    """Soft-label cross-entropy with the teacher's probabilities: −Σ_k p_k log softmax(z)_k.
+
+    With exact Bayes class probabilities p = p*(·|x) this is the BCP risk of Morad et al.
+    (2026, eq. BCP-risk): its minimiser is softmax(z) = p* and every per-sample gradient
+    (softmax(z) − p) vanishes there (interpolation).
+    """
+    return soft_cross_entropy(student_logits, _need_teacher(teacher_probs, "soft_ce"))
+
+
+def kd(
+    student_logits: Tensor,
+    teacher_probs: Tensor | None,
+    targets: Tensor,
+    *,
+    alpha: float = 0.5,
+    temperature: float = 4.0,
+) -> Tensor:
+    """Hinton KD: (1 − α)·CE(z, y) + α·T²·KL(p_T^(T) ‖ softmax(z/T)).
+
+    ``p_T^(T) = p_T^(1/T) / Σ p_T^(1/T)`` is the teacher's probability vector at temperature
+    T (= softmax(z_T/T) for a teacher with logits z_T). The T² factor keeps the gradient
+    scale of the soft term independent of T (Hinton, Vinyals & Dean 2015). α = 0 is plain
+    cross-entropy; α = 1, T = 1 has the gradients of `soft_ce`.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"kd alpha must lie in [0, 1], got {alpha}")
+    if temperature <= 0:
+        raise ConfigError(f"kd temperature must be positive, got {temperature}")
+    hard = F.cross_entropy(student_logits, targets) if alpha < 1.0 else student_logits.new_zeros(())
+    if alpha == 0.0:
+        return hard
+    soft_target = temper_probs(_need_teacher(teacher_probs, "kd"), temperature)
+    soft = kl_to_student(soft_target, student_logits / temperature) * temperature**2
+    return (1.0 - alpha) * hard + alpha * soft
+
+
+def _need_teacher(teacher_probs: Tensor | None, name: str) -> Tensor:
+    if teacher_probs is None:
+        raise ConfigError(
+            f"loss '{name}' needs teacher probabilities; use 'onehot_ce' without a teacher"
+        )
+    return teacher_probs

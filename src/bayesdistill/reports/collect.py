@@ -1,0 +1,130 @@
+"""Read a study's run folders into rows and curves (reports never touch live objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bayesdistill.io import JsonLines, load_torch, read_json
+from bayesdistill.metrics import mean_total_variation
+
+METRICS = ("accuracy", "nll", "ece", "brier")
+NO_TEACHER = "none"
+REFERENCE_TEACHER = "deterministic"
+CSV_COLUMNS = (
+    "role",
+    "teacher_kind",
+    "loss",
+    "seed",
+    "accuracy",
+    "nll",
+    "ece",
+    "brier",
+    "fluctuation",
+    "l2_bcp",
+    "tv_to_deterministic",
+    "seconds",
+)
+
+
+@dataclass
+class StudyResults:
+    """Everything the reports show, read from a study folder."""
+
+    folder: Path
+    config: dict[str, Any]
+    data: dict[str, Any]
+    kinds: list[str]
+    kind_names: dict[str, str]
+    losses: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    curves: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = field(default_factory=dict)
+    teacher_probs: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config["seeds"])
+
+    def value(
+        self, role: str, kind: str, seed: int, metric: str, loss: str | None = None
+    ) -> float | None:
+        """A metric of one model; ``loss`` selects among students (ignored for one-hot)."""
+        for row in self.rows:
+            if (
+                row["role"] == role
+                and row["teacher_kind"] == kind
+                and row["seed"] == seed
+                and (role == "teacher" or kind == NO_TEACHER or loss is None or row["loss"] == loss)
+            ):
+                v = row.get(metric)
+                return None if v is None or v == "" else float(v)
+        return None
+
+    def curve(self, loss: str, kind: str) -> dict[int, list[dict[str, Any]]]:
+        """Per-seed learning curves of the student of (loss, kind)."""
+        return self.curves.get((NO_TEACHER if kind == NO_TEACHER else loss, kind), {})
+
+
+def _kind_label(kind: Any) -> tuple[str, str]:
+    if isinstance(kind, str):
+        return kind, kind
+    return kind.get("label") or kind["name"], kind["name"]
+
+
+def collect(folder: str | Path) -> StudyResults:
+    """Read ``config.yaml``, ``data.json`` and every seed's summaries under ``folder``."""
+    folder = Path(folder)
+    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    data = read_json(folder / "data.json") if (folder / "data.json").is_file() else {}
+    pairs = [_kind_label(k) for k in config["teachers"]]
+    losses = [loss.get("label") or loss["name"] for loss in config["student"]["losses"]]
+    results = StudyResults(folder, config, data, [label for label, _ in pairs], dict(pairs), losses)
+    reference = next((lab for lab, name in pairs if name == REFERENCE_TEACHER), None)
+    for seed in results.seeds:
+        seed_dir = folder / f"seed_{seed}"
+        probs: dict[str, Any] = {}
+        for label in results.kinds:
+            tdir = seed_dir / "teachers" / label
+            if (tdir / "test_probs.pt").is_file():
+                state = load_torch(tdir / "test_probs.pt", what="predictions")
+                probs[label] = (state["probs"], state["labels"])
+                results.teacher_probs.setdefault(label, []).append(probs[label])
+        for label in results.kinds:
+            tsum = seed_dir / "teachers" / label / "summary.json"
+            if tsum.is_file():
+                summary = read_json(tsum)
+                row = _row("teacher", label, seed, summary["test"], summary)
+                if reference in probs and label in probs:
+                    row["tv_to_deterministic"] = mean_total_variation(
+                        probs[label][0], probs[reference][0]
+                    )
+                results.rows.append(row)
+            student_dirs = (
+                [(NO_TEACHER, seed_dir / "students" / NO_TEACHER)]
+                if dict(pairs)[label] == NO_TEACHER
+                else [(loss, seed_dir / "students" / loss / label) for loss in losses]
+            )
+            for loss, sdir in student_dirs:
+                if (sdir / "summary.json").is_file():
+                    summary = read_json(sdir / "summary.json")
+                    row = _row("student", label, seed, summary["final"], summary)
+                    row["loss"] = summary.get("loss_label", loss)
+                    results.rows.append(row)
+                    curve = JsonLines(sdir / "metrics.jsonl").read()
+                    results.curves.setdefault((loss, label), {})[seed] = curve
+    return results
+
+
+def _row(
+    role: str, kind: str, seed: int, metrics: dict[str, Any], summary: dict[str, Any]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"role": role, "teacher_kind": kind, "loss": "", "seed": seed}
+    for m in (*METRICS, "l2_bcp"):
+        row[m] = metrics.get(f"test_{m}", "")
+    row["fluctuation"] = summary.get("fluctuation", "")
+    row["tv_to_deterministic"] = ""
+    row["seconds"] = summary.get("seconds", "")
+    return row

@@ -1,0 +1,194 @@
+"""results.csv (one row per model and seed) and results.md (mean ± std, paired differences)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from bayesdistill.io import write_text
+from bayesdistill.metrics import ECE_BINS, NLL_EPS
+from bayesdistill.metrics.curves import FLUCTUATION_TAIL, FLUCTUATION_WINDOW
+from bayesdistill.reports.collect import CSV_COLUMNS, NO_TEACHER, StudyResults
+
+
+def csv_text(results: StudyResults) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in results.rows:
+        writer.writerow({k: _csv_value(row.get(k, "")) for k in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def _csv_value(value: object) -> object:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+def mean_std(values: Sequence[float | None], scale: float = 1.0, digits: int = 2) -> str:
+    """``"m ± s"`` over the finite values (sample std, ddof=1); ``—`` when there are none."""
+    finite = [scale * v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return "—"
+    mean = float(np.mean(finite))
+    if len(finite) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {float(np.std(finite, ddof=1)):.{digits}f}"
+
+
+def paired(
+    results: StudyResults,
+    kind: str,
+    baseline: str,
+    loss: str | None = None,
+    metric: str = "accuracy",
+    scale: float = 100.0,
+) -> str:
+    """Mean ± std over seeds of student(kind) − student(baseline), with wins/seeds."""
+    diffs = []
+    for seed in results.seeds:
+        a = results.value("student", kind, seed, metric, loss)
+        b = results.value("student", baseline, seed, metric, loss)
+        if a is not None and b is not None:
+            diffs.append(scale * (a - b))
+    if not diffs:
+        return "—"
+    wins = sum(d > 0 for d in diffs)
+    return f"{mean_std(diffs)} ({wins}/{len(diffs)})"
+
+
+def markdown(results: StudyResults) -> str:
+    """The study's tables: per loss, each teacher kind's teacher next to its student."""
+    seeds = results.seeds
+    student = results.config["student"]
+    subset = student.get("subset")
+    lines = [
+        f"# Study: {results.data.get('dataset', '?')}",
+        "",
+        f"- data: {results.data.get('n_train', '?')} train / {results.data.get('n_val', '?')} val / "
+        f"{results.data.get('n_test', '?')} test examples, {results.data.get('num_classes', '?')} classes",
+        f"- teacher network: `{results.config['teacher']['model']['name']}` "
+        f"({_options_text(results.config['teacher']['model'])}); student: "
+        f"`{student['model']['name']}` ({_options_text(student['model'])}) trained on "
+        + (f"a per-class subset ({_subset_text(subset)})" if subset else "the full training set"),
+        f"- seeds: {seeds}; each seed shares one teacher network, one student initialisation "
+        "and one student training subset across teacher kinds, so differences are paired",
+        "",
+        "Test-set metrics, mean ± std over seeds. Accuracy in %, fluctuation in percentage "
+        "points. The one-hot student (`none`) trains with `onehot_ce` and appears in every table.",
+        "",
+    ]
+    for loss in results.losses:
+        spec = next(
+            (x for x in student["losses"] if (x.get("label") or x["name"]) == loss), {"name": loss}
+        )
+        lines += [f"## Student loss `{loss}`: {spec['name']}({_options_text(spec)})", ""]
+        lines += _loss_table(results, loss)
+        lines.append("")
+    distances = _teacher_distance_table(results, seeds)
+    if distances:
+        lines += [distances, ""]
+    lines.append(
+        "Conventions: ECE uses "
+        f"{ECE_BINS} equal-width top-label confidence bins (lo, hi], L1 (Guo et al. 2017); NLL "
+        f"clamps probabilities at {NLL_EPS:g}; Brier (in results.csv) is Σ_k (p_k − e_y,k)². "
+        f"Fluctuation is the std of the test-accuracy curve's residual around its centred "
+        f"{FLUCTUATION_WINDOW}-point moving average over the last {int(FLUCTUATION_TAIL * 100)}% "
+        "of evaluation points. Δ columns give paired differences in percentage points "
+        "(mean ± std over seeds) and in how many seeds the difference was positive."
+    )
+    if not any(r["role"] == "student" for r in results.rows):
+        lines.append("\n(no student has finished yet)")
+    return "\n".join(lines) + "\n"
+
+
+def _loss_table(results: StudyResults, loss: str) -> list[str]:
+    kinds, seeds = results.kinds, results.seeds
+    reference = next((k for k in kinds if results.kind_names[k] == "deterministic"), None)
+    onehot = next((k for k in kinds if results.kind_names[k] == NO_TEACHER), None)
+    has_bcp = bool(results.data.get("has_bcp"))
+    header = ["teacher kind", "teacher acc", "teacher NLL", "teacher ECE"]
+    header += ["teacher ‖p−p*‖"] if has_bcp else []
+    header += ["student acc", "student NLL", "student ECE", "student fluct."]
+    header += ["student ‖p−p*‖"] if has_bcp else []
+    header += ["Δacc vs one-hot (wins)"] if onehot else []
+    header += ["Δacc vs deterministic (wins)"] if reference else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for kind in kinds:
+
+        def col(
+            role: str, metric: str, scale: float = 1.0, digits: int = 3, kind: str = kind
+        ) -> str:
+            values = [results.value(role, kind, s, metric, loss) for s in seeds]
+            return mean_std(values, scale, digits)
+
+        is_onehot = kind == onehot
+        cells = ["`none` (one-hot)" if is_onehot else f"`{kind}`"]
+        if is_onehot:
+            cells += ["—"] * (4 if has_bcp else 3)
+        else:
+            cells += [
+                col("teacher", "accuracy", 100, 2),
+                col("teacher", "nll"),
+                col("teacher", "ece"),
+            ]
+            cells += [col("teacher", "l2_bcp")] if has_bcp else []
+        cells += [
+            col("student", "accuracy", 100, 2),
+            col("student", "nll"),
+            col("student", "ece"),
+            col("student", "fluctuation", 1, 2),
+        ]
+        cells += [col("student", "l2_bcp")] if has_bcp else []
+        if onehot:
+            cells.append("—" if is_onehot else paired(results, kind, onehot, loss))
+        if reference:
+            cells.append(
+                "—" if is_onehot or kind == reference else paired(results, kind, reference, loss)
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _options_text(spec: dict[str, object]) -> str:
+    return ", ".join(
+        f"{k}={v}" for k, v in spec.items() if k not in ("name", "label") and v is not None
+    )
+
+
+def _teacher_distance_table(results: StudyResults, seeds: list[int]) -> str:
+    rows = [
+        (k, mean_std([results.value("teacher", k, s, "tv_to_deterministic") for s in seeds], 1, 4))
+        for k in results.kinds
+        if results.kind_names[k] not in (NO_TEACHER, "deterministic")
+    ]
+    rows = [r for r in rows if r[1] != "—"]
+    if not rows:
+        return ""
+    out = [
+        "How far each teacher's test predictions are from the deterministic teacher's "
+        "(mean total variation ½‖p − p_det‖₁):",
+        "",
+        "| teacher kind | TV to deterministic |",
+        "|---|---|",
+    ]
+    out += [f"| `{k}` | {v} |" for k, v in rows]
+    return "\n".join(out)
+
+
+def _subset_text(subset: dict[str, object]) -> str:
+    if subset.get("per_class") is not None:
+        return f"{subset['per_class']} per class"
+    return f"{100 * float(subset['fraction']):g}% of each class"  # type: ignore[arg-type]
+
+
+def write_tables(results: StudyResults) -> tuple[str, str]:
+    csv_content, md_content = csv_text(results), markdown(results)
+    write_text(results.folder / "results.csv", csv_content)
+    write_text(results.folder / "results.md", md_content)
+    return csv_content, md_content

@@ -1,0 +1,118 @@
+"""Shared steps of the runners: data from a config, devices, evaluation, run folders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bayesdistill.config.schema import DataConfig, ExperimentConfig, ModelConfig
+from bayesdistill.data import DATASETS, ArrayData, DataSplits, make_splits
+from bayesdistill.errors import ConfigError
+from bayesdistill.io import load_torch, save_torch
+from bayesdistill.metrics import classification_metrics
+from bayesdistill.models import Classifier, create_model
+from bayesdistill.seeding import derive_seed, seeded
+from bayesdistill.teachers.base import network_from_state, network_state
+
+log = logging.getLogger("bayesdistill")
+
+EVAL_BATCH_SIZE = 2048
+NETWORK_FORMAT = "bayesdistill.network"
+
+# Distinct streams derived from a run seed, so that changing one part of a study never
+# changes the random numbers of another.
+TEACHER_INIT_STREAM = 1
+STUDENT_INIT_STREAM = 2
+STUDENT_SUBSET_STREAM = 3
+STUDENT_BATCH_STREAM = 4
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA if available, else CPU; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device '{name}' was asked for, but CUDA is not available here; use 'cpu'"
+        )
+    return device
+
+
+def load_data(config: DataConfig) -> DataSplits:
+    """Generate or read the dataset and split it as configured."""
+    raw = DATASETS.build(config.name, **config.options)
+    return make_splits(
+        raw,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.split_seed,
+        standardize=config.standardize,
+    )
+
+
+def init_network(
+    model: ModelConfig, splits: DataSplits, seed: int, stream: int, device: torch.device
+) -> Classifier:
+    """A freshly initialised network; the same (seed, stream) gives the same weights."""
+    with seeded(derive_seed(seed, stream)):
+        network = create_model(model.name, splits.input_shape, splits.num_classes, **model.options)
+    return network.to(device)
+
+
+@torch.no_grad()
+def predict_network(network: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH_SIZE) -> Tensor:
+    """softmax of the network's logits over ``x`` in chunks, ``(N, C)``."""
+    network.eval()
+    device = next(network.parameters()).device
+    return torch.cat(
+        [
+            torch.softmax(network(x[i : i + batch_size].to(device)), 1)
+            for i in range(0, len(x), batch_size)
+        ]
+    )
+
+
+def split_metrics(probs: Tensor, data: ArrayData, prefix: str) -> dict[str, float]:
+    metrics = classification_metrics(
+        probs.cpu(), data.y.cpu(), None if data.bcp is None else data.bcp.cpu()
+    )
+    return {f"{prefix}_{k}": v for k, v in metrics.items()}
+
+
+def network_evaluator(splits: DataSplits) -> Callable[[nn.Module], Mapping[str, float]]:
+    """Validation and test metrics of a network's softmax (logged at evaluation points)."""
+
+    def evaluate(network: nn.Module) -> dict[str, float]:
+        out = split_metrics(predict_network(network, splits.val.x), splits.val, "val")
+        out.update(split_metrics(predict_network(network, splits.test.x), splits.test, "test"))
+        return out
+
+    return evaluate
+
+
+def save_network(path: Path, network: Classifier) -> None:
+    save_torch(path, {"format": NETWORK_FORMAT, "version": 1, **network_state(network)})
+
+
+def load_network(path: Path, device: torch.device | str = "cpu") -> Classifier:
+    state = load_torch(path, what="network", expected_format=NETWORK_FORMAT)
+    return network_from_state(state).to(device)
+
+
+def experiment_summary(config: ExperimentConfig, splits: DataSplits) -> dict[str, Any]:
+    return {
+        "dataset": splits.name,
+        "num_classes": splits.num_classes,
+        "input_shape": list(splits.input_shape),
+        "n_train": len(splits.train),
+        "n_val": len(splits.val),
+        "n_test": len(splits.test),
+        "has_bcp": splits.has_bcp,
+        "seeds": config.seeds,
+    }

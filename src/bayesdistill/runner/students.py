@@ -1,0 +1,153 @@
+"""Student stage: distil one student from one teacher (or from one-hot labels).
+
+Folder layout: ``students/<label>/`` with metrics.jsonl, checkpoint.pt, student.pt,
+summary.json. Students of one seed share their initial weights, their training subset and
+their batch order, so differences between teacher kinds are paired.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bayesdistill.config.schema import LossConfig, StudentConfig
+from bayesdistill.data import AUGMENTATIONS, DataSplits, per_class_subset
+from bayesdistill.data.augment import Compose
+from bayesdistill.io import load_torch, read_json, save_torch, write_json
+from bayesdistill.losses import LOSSES, needs_teacher, onehot_ce
+from bayesdistill.runner.common import (
+    STUDENT_BATCH_STREAM,
+    STUDENT_INIT_STREAM,
+    STUDENT_SUBSET_STREAM,
+    init_network,
+    log,
+    network_evaluator,
+    save_network,
+)
+from bayesdistill.runner.teachers import curve_fluctuation
+from bayesdistill.seeding import derive_seed
+from bayesdistill.teachers import Teacher, check_teacher_matches
+from bayesdistill.train import CachedTargets, OnlineTargets, fit, predict_in_batches
+
+STUDENTS_DIR = "students"
+TARGETS_FORMAT = "bayesdistill.targets"
+
+
+def student_indices(config: StudentConfig, splits: DataSplits, seed: int) -> torch.Tensor:
+    """Positions in the training set the student trains on (all, or a per-class subset)."""
+    if config.subset is None:
+        return torch.arange(len(splits.train))
+    return per_class_subset(
+        splits.train.y.cpu(),
+        count=config.subset.per_class,
+        fraction=config.subset.fraction,
+        seed=derive_seed(seed, STUDENT_SUBSET_STREAM),
+        num_classes=splits.num_classes,
+    )
+
+
+def cached_teacher_probs(teacher: Teacher, x: torch.Tensor, cache: Path | None) -> torch.Tensor:
+    """The teacher's probabilities on ``x``, read from / written to ``cache`` if given."""
+    if cache is not None and cache.is_file():
+        state = load_torch(cache, what="cached teacher predictions", expected_format=TARGETS_FORMAT)
+        if state["probs"].shape[0] == len(x):
+            return state["probs"].to(x.device)
+    probs = predict_in_batches(teacher, x)
+    if cache is not None:
+        save_torch(cache, {"format": TARGETS_FORMAT, "probs": probs.cpu()})
+    return probs
+
+
+def train_student(
+    config: StudentConfig,
+    splits: DataSplits,
+    seed: int,
+    teacher: Teacher | None,
+    loss: LossConfig | None,
+    label: str,
+    folder: Path,
+    device: torch.device,
+    *,
+    resume: bool,
+    progress: bool,
+    targets_cache: Path | None = None,
+) -> dict[str, Any]:
+    """Train one student and write its summary; returns the summary.
+
+    With ``teacher=None`` the student learns from one-hot labels (``onehot_ce``) and
+    ``loss`` is ignored. Without augmentation the teacher is queried once on the training
+    set; with augmentation on every batch.
+    """
+    summary_file = folder / "summary.json"
+    if resume and summary_file.is_file() and (folder / "student.pt").is_file():
+        log.info("seed %d: student '%s' already trained", seed, label)
+        return read_json(summary_file)
+    index = student_indices(config, splits, seed)
+    train = splits.train.subset(index).to(device)
+    augment = (
+        Compose([AUGMENTATIONS.build(a.name, **a.options) for a in config.augment])
+        if config.augment
+        else None
+    )
+    if teacher is None or loss is None:
+        loss_fn, loss_name, loss_options, targets = onehot_ce, "onehot_ce", {}, None
+    else:
+        check_teacher_matches(teacher, splits.num_classes, "training data")
+        loss_name, loss_options = loss.name, loss.options
+        if not needs_teacher(loss_name):
+            log.warning("student '%s': loss '%s' ignores the teacher", label, loss_name)
+        loss_fn = functools.partial(LOSSES.get(loss_name), **loss_options)
+        if augment is None:
+            probs = cached_teacher_probs(teacher, splits.train.x.to(device), targets_cache)
+            targets = CachedTargets(probs[index.to(probs.device)])
+        else:
+            targets = OnlineTargets(teacher)
+    network = init_network(config.model, splits, seed, STUDENT_INIT_STREAM, device)
+    tic = time.perf_counter()
+    result = fit(
+        network,
+        train,
+        loss_fn=loss_fn,
+        settings=config.train,
+        seed=derive_seed(seed, STUDENT_BATCH_STREAM),
+        targets=targets,
+        evaluate=network_evaluator(splits),
+        augment=augment,
+        run_dir=folder,
+        resume=resume,
+        progress=progress,
+        description=f"seed {seed} student <- {label}",
+        fingerprint_extra={
+            "teacher": label,
+            "loss": loss_name,
+            "options": loss_options,
+            "n": len(train),
+        },
+    )
+    save_network(folder / "student.pt", result.model)
+    summary = {
+        "label": label,
+        "loss": loss_name,
+        "loss_label": loss.key if loss is not None and teacher is not None else loss_name,
+        "loss_options": loss_options,
+        "n_train": len(train),
+        "final": result.final,
+        "fluctuation": curve_fluctuation(result.history),
+        "seconds": time.perf_counter() - tic,
+    }
+    write_json(summary_file, summary)
+    final = result.final
+    log.info(
+        "seed %d: student <- %-24s test acc %.4f  nll %.4f  ece %.4f  fluct %.2f pp",
+        seed,
+        f"{label} ({loss_name})" if teacher is not None else label,
+        final["test_accuracy"],
+        final["test_nll"],
+        final["test_ece"],
+        summary["fluctuation"],
+    )
+    return summary

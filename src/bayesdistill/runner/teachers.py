@@ -1,0 +1,199 @@
+"""Teacher stage of a run: train the teacher network once, build every teacher kind from it.
+
+Folder layout under a seed's directory::
+
+    teacher_network/   metrics.jsonl, checkpoint.pt, network.pt, summary.json
+    teachers/<label>/  teacher.pt, summary.json, test_probs.pt  (IVON: train/ with its run)
+
+Every finished piece is detected on ``resume`` and loaded instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
+from bayesdistill.data import DataSplits
+from bayesdistill.io import JsonLines, load_torch, read_json, save_torch, write_json
+from bayesdistill.losses import onehot_ce
+from bayesdistill.metrics import fluctuation
+from bayesdistill.models import Classifier
+from bayesdistill.runner.common import (
+    TEACHER_INIT_STREAM,
+    init_network,
+    load_network,
+    log,
+    network_evaluator,
+    save_network,
+    split_metrics,
+)
+from bayesdistill.seeding import derive_seed
+from bayesdistill.teachers import (
+    TEACHERS,
+    SavableTeacher,
+    TeacherContext,
+    load_teacher,
+    needs_network,
+)
+from bayesdistill.train import fit, predict_in_batches
+
+NETWORK_DIR = "teacher_network"
+TEACHERS_DIR = "teachers"
+PROBS_FORMAT = "bayesdistill.predictions"
+CURVE_KEY = "test_accuracy"
+
+
+def curve_fluctuation(records: list[dict[str, Any]], key: str = CURVE_KEY) -> float:
+    """Fluctuation (percentage points) of a logged accuracy curve; NaN if too short."""
+    values = [100.0 * r[key] for r in records if key in r]
+    return fluctuation(values)
+
+
+def train_teacher_network(
+    config: ExperimentConfig,
+    splits: DataSplits,
+    seed: int,
+    folder: Path,
+    device: torch.device,
+    *,
+    resume: bool,
+    progress: bool,
+) -> Classifier:
+    """Train (or, when finished earlier, load) the network the teacher kinds are built from."""
+    done = folder / "network.pt"
+    if resume and done.is_file() and (folder / "summary.json").is_file():
+        log.info("seed %d: teacher network already trained, loading %s", seed, done)
+        return load_network(done, device)
+    network = init_network(config.teacher.model, splits, seed, TEACHER_INIT_STREAM, device)
+    tic = time.perf_counter()
+    result = fit(
+        network,
+        splits.train,
+        loss_fn=onehot_ce,
+        settings=config.teacher.train,
+        seed=derive_seed(seed, TEACHER_INIT_STREAM),
+        evaluate=network_evaluator(splits),
+        run_dir=folder,
+        resume=resume,
+        progress=progress,
+        description=f"seed {seed} teacher network",
+    )
+    save_network(done, result.model)
+    write_json(
+        folder / "summary.json",
+        {
+            "final": result.final,
+            "fluctuation": curve_fluctuation(result.history),
+            "seconds": time.perf_counter() - tic,
+        },
+    )
+    return result.model
+
+
+def fresh_network_factory(
+    config: ExperimentConfig, splits: DataSplits, seed: int, device: torch.device
+):
+    """Builds networks with the teacher network's initial weights (for IVON)."""
+    return lambda: init_network(config.teacher.model, splits, seed, TEACHER_INIT_STREAM, device)
+
+
+def build_teacher(
+    kind: TeacherKindConfig,
+    context: TeacherContext,
+    folder: Path,
+    *,
+    network_fluctuation: float,
+) -> SavableTeacher:
+    """Build one teacher kind (or load it when finished earlier) and record its metrics."""
+    teacher_file, summary_file = folder / "teacher.pt", folder / "summary.json"
+    if context.resume and teacher_file.is_file() and summary_file.is_file():
+        log.info("seed %d: teacher '%s' already built, loading", context.seed, kind.key)
+        return load_teacher(teacher_file, _device(context))
+    tic = time.perf_counter()
+    context.run_dir = folder / "train"
+    teacher = TEACHERS.build(kind.name, context, **kind.options)
+    seconds = time.perf_counter() - tic
+    teacher.save(teacher_file)
+    splits = context.splits
+    test_probs = predict_in_batches(teacher, splits.test.x.to(_device(context))).cpu()
+    val_probs = predict_in_batches(teacher, splits.val.x.to(_device(context))).cpu()
+    own_curve = JsonLines(context.run_dir / "metrics.jsonl").read()
+    save_torch(
+        folder / "test_probs.pt",
+        {"format": PROBS_FORMAT, "probs": test_probs, "labels": splits.test.y.cpu()},
+    )
+    test = split_metrics(test_probs, splits.test, "test")
+    write_json(
+        summary_file,
+        {
+            "label": kind.key,
+            "name": kind.name,
+            "teacher": teacher.describe(),
+            "test": test,
+            "val": split_metrics(val_probs, splits.val, "val"),
+            "fluctuation": curve_fluctuation(own_curve) if own_curve else network_fluctuation,
+            "seconds": seconds,
+        },
+    )
+    log.info(
+        "seed %d: teacher %-14s test acc %.4f  nll %.4f  ece %.4f  (%.1fs)",
+        context.seed,
+        kind.key,
+        test["test_accuracy"],
+        test["test_nll"],
+        test["test_ece"],
+        seconds,
+    )
+    return teacher
+
+
+def run_teacher_stage(
+    config: ExperimentConfig,
+    splits: DataSplits,
+    seed: int,
+    seed_dir: Path,
+    device: torch.device,
+    *,
+    resume: bool,
+    progress: bool,
+) -> dict[str, SavableTeacher]:
+    """Train the teacher network once and build every configured teacher kind from it."""
+    kinds = [k for k in config.teachers if k.name != NO_TEACHER]
+    network, network_fluct = None, float("nan")
+    if any(needs_network(k.name) for k in kinds):
+        network = train_teacher_network(
+            config, splits, seed, seed_dir / NETWORK_DIR, device, resume=resume, progress=progress
+        )
+        network_fluct = read_json(seed_dir / NETWORK_DIR / "summary.json")["fluctuation"]
+    context = TeacherContext(
+        splits=splits,
+        seed=seed,
+        network=network,
+        init_network=fresh_network_factory(config, splits, seed, device),
+        train_settings=config.teacher.train,
+        resume=resume,
+        progress=progress,
+        evaluate=network_evaluator(splits),
+    )
+    return {
+        kind.key: build_teacher(
+            kind, context, seed_dir / TEACHERS_DIR / kind.key, network_fluctuation=network_fluct
+        )
+        for kind in kinds
+    }
+
+
+def load_predictions(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs, labels) saved by the teacher stage."""
+    state = load_torch(path, what="predictions", expected_format=PROBS_FORMAT)
+    return state["probs"], state["labels"]
+
+
+def _device(context: TeacherContext) -> torch.device:
+    if context.network is not None:
+        return next(context.network.parameters()).device
+    return torch.device("cpu")

@@ -1,0 +1,338 @@
+"""Laplace teachers: a Gaussian posterior around the trained network, via laplace-torch.
+
+Post hoc on the trained (deterministic) network (Daxberger et al. 2021, "Laplace Redux"):
+fit the curvature of the training loss at the MAP weights (last layer by default,
+Kronecker-factored GGN), choose the prior precision (marginal likelihood, or grid search on
+validation NLL), and predict with the linearised (GLM) predictive and the probit
+approximation of the softmax by default. This is the Laplace teacher of Morad et al. (2026).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Iterator
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from bayesdistill.data.base import ArrayData
+from bayesdistill.errors import CheckpointError, ConfigError
+from bayesdistill.models import Classifier
+from bayesdistill.teachers.base import NetworkTeacher, network_from_state, network_state
+
+LAST_LAYER_NAME = "head"
+"""Every bayesdistill `Classifier` names its last linear layer ``head``."""
+
+FIT_BATCH_SIZE = 256
+
+
+class SubsetOfWeights(str, Enum):
+    """Which weights get a posterior."""
+
+    LAST_LAYER = "last_layer"
+    """Only the final linear layer (``head``); cheap and the paper's choice."""
+    ALL = "all"
+    """Every weight of the network."""
+
+
+class HessianStructure(str, Enum):
+    """Structure of the generalised Gauss-Newton approximation of the Hessian."""
+
+    KRON = "kron"
+    """Kronecker-factored (K-FAC) blocks per layer."""
+    DIAG = "diag"
+    """Diagonal."""
+    FULL = "full"
+    """Dense (only sensible for the last layer of a small network)."""
+
+
+class PriorMethod(str, Enum):
+    """How the prior precision λ is chosen after fitting the curvature."""
+
+    MARGLIK = "marglik"
+    """Maximise the Laplace marginal likelihood on the training data."""
+    GRIDSEARCH = "gridsearch"
+    """Minimise the NLL of the predictive on the validation set over a log grid."""
+
+
+class PredType(str, Enum):
+    """Which predictive integral is approximated."""
+
+    GLM = "glm"
+    """Linearised network (GLM): Gaussian logits, then ``link_approx``."""
+    NN = "nn"
+    """Monte Carlo over sampled weights of the network itself (link must be ``mc``)."""
+
+
+class LinkApprox(str, Enum):
+    """How E[softmax(f)] under Gaussian logits is approximated (GLM predictive)."""
+
+    PROBIT = "probit"
+    """Probit (MacKay) scaling of the mean logits: deterministic and cheap."""
+    MC = "mc"
+    """Monte Carlo with ``n_samples`` logit draws."""
+    BRIDGE = "bridge"
+    """Laplace bridge to a Dirichlet."""
+    BRIDGE_NORM = "bridge_norm"
+    """Normalised Laplace bridge."""
+
+
+class LaplaceTeacher(NetworkTeacher):
+    """Predictive of a laplace-torch posterior (GLM/probit by default)."""
+
+    kind = "laplace"
+
+    def __init__(
+        self,
+        network: Classifier,
+        laplace: Any,
+        *,
+        subset_of_weights: SubsetOfWeights | str,
+        hessian_structure: HessianStructure | str,
+        pred_type: PredType | str = PredType.GLM,
+        link_approx: LinkApprox | str = LinkApprox.PROBIT,
+        n_samples: int = 100,
+        seed: int = 0,
+        prior_method: str = "given",
+    ) -> None:
+        super().__init__(network)
+        self.laplace = laplace
+        self.subset_of_weights = SubsetOfWeights(subset_of_weights)
+        self.hessian_structure = HessianStructure(hessian_structure)
+        self.pred_type = PredType(pred_type)
+        self.link_approx = LinkApprox(link_approx)
+        self.n_samples = n_samples
+        self.seed = seed
+        self.prior_method = prior_method
+        _check_predictive(self.pred_type, self.link_approx)
+
+    @property
+    def prior_precision(self) -> float | list[float]:
+        value = self.laplace.prior_precision.detach().cpu().flatten()
+        return float(value[0]) if value.numel() == 1 else value.tolist()
+
+    def _predict(self, x: Tensor) -> Tensor:
+        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        # The GLM predictive differentiates the network for its Jacobians.
+        with torch.enable_grad(), _quiet():
+            probs = self.laplace(
+                x,
+                pred_type=self.pred_type.value,
+                link_approx=self.link_approx.value,
+                n_samples=self.n_samples,
+                generator=gen,
+            )
+        probs = probs.detach().clamp_min(0.0)
+        return probs / probs.sum(1, keepdim=True)
+
+    def to(self, device: torch.device | str) -> LaplaceTeacher:
+        # laplace-torch keeps tensors in many attributes; moving a fitted object is
+        # unsupported, so rebuild it on the target device from its state.
+        if torch.device(device) == self.device:
+            return self
+        return LaplaceTeacher.from_payload(self.payload(), device=device)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "network": network_state(self.network),
+            "laplace_state": _plain(self.laplace.state_dict()),
+            "subset_of_weights": self.subset_of_weights.value,
+            "hessian_structure": self.hessian_structure.value,
+            "pred_type": self.pred_type.value,
+            "link_approx": self.link_approx.value,
+            "n_samples": self.n_samples,
+            "seed": self.seed,
+            "prior_method": self.prior_method,
+        }
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict[str, Any], device: torch.device | str = "cpu"
+    ) -> LaplaceTeacher:
+        network = network_from_state(payload["network"]).to(device)
+        la = _make_laplace(network, payload["subset_of_weights"], payload["hessian_structure"])
+        state = dict(payload["laplace_state"])
+        state = {k: _to_device(v, device) for k, v in state.items()}
+        try:
+            la.load_state_dict(state)
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"saved Laplace state does not fit its network: {exc}") from exc
+        return cls(
+            network,
+            la,
+            subset_of_weights=payload["subset_of_weights"],
+            hessian_structure=payload["hessian_structure"],
+            pred_type=payload["pred_type"],
+            link_approx=payload["link_approx"],
+            n_samples=payload["n_samples"],
+            seed=payload["seed"],
+            prior_method=payload.get("prior_method", "given"),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subset_of_weights": self.subset_of_weights.value,
+            "hessian_structure": self.hessian_structure.value,
+            "prior_method": self.prior_method,
+            "prior_precision": self.prior_precision,
+            "pred_type": self.pred_type.value,
+            "link_approx": self.link_approx.value,
+        }
+
+
+def fit_laplace(
+    network: Classifier,
+    train: ArrayData,
+    val: ArrayData | None = None,
+    *,
+    subset_of_weights: SubsetOfWeights | str = SubsetOfWeights.LAST_LAYER,
+    hessian_structure: HessianStructure | str = HessianStructure.KRON,
+    prior_precision: PriorMethod | str | float = PriorMethod.MARGLIK,
+    prior_structure: str = "scalar",
+    grid: tuple[float, float, int] = (-4.0, 4.0, 41),
+    pred_type: PredType | str = PredType.GLM,
+    link_approx: LinkApprox | str = LinkApprox.PROBIT,
+    n_samples: int = 100,
+    seed: int = 0,
+) -> LaplaceTeacher:
+    """Fit a laplace-torch posterior around ``network`` and wrap it as a teacher.
+
+    Args:
+        network: the trained network (MAP weights); it is not modified.
+        train: data for the curvature (the network's training set).
+        val: validation data, needed for ``prior_precision="gridsearch"``.
+        subset_of_weights: ``last_layer`` or ``all``.
+        hessian_structure: ``kron``, ``diag`` or ``full``.
+        prior_precision: ``marglik``, ``gridsearch``, or a fixed positive number.
+        prior_structure: ``scalar``, ``layerwise`` or ``diag`` (marglik only).
+        grid: (log10 min, log10 max, points) of the grid search.
+        pred_type, link_approx, n_samples: the predictive (see the enums).
+        seed: seeds Monte-Carlo predictives so repeated calls agree.
+    """
+    subset_of_weights = SubsetOfWeights(subset_of_weights)
+    hessian_structure = HessianStructure(hessian_structure)
+    pred_type, link_approx = PredType(pred_type), LinkApprox(link_approx)
+    _check_predictive(pred_type, link_approx)
+    device = next(network.parameters()).device
+    la = _make_laplace(network, subset_of_weights, hessian_structure)
+    with _quiet(), _translate_laplace_errors(network, subset_of_weights, hessian_structure):
+        la.fit(_loader(train, device))
+        if isinstance(prior_precision, (int, float)) and not isinstance(prior_precision, bool):
+            if prior_precision <= 0:
+                raise ConfigError(f"prior_precision must be positive, got {prior_precision}")
+            la.prior_precision = float(prior_precision)
+            method = "given"
+        else:
+            method = PriorMethod(prior_precision).value
+            options: dict[str, Any] = {
+                "pred_type": pred_type.value,
+                "method": method,
+                "link_approx": link_approx.value,
+                "n_samples": n_samples,
+            }
+            if method == PriorMethod.GRIDSEARCH.value:
+                if val is None:
+                    raise ConfigError("prior_precision='gridsearch' needs validation data")
+                lo, hi, points = grid
+                options.update(
+                    val_loader=_loader(val, device),
+                    log_prior_prec_min=lo,
+                    log_prior_prec_max=hi,
+                    grid_size=int(points),
+                )
+            else:
+                options["prior_structure"] = prior_structure
+            la.optimize_prior_precision(**options)
+    return LaplaceTeacher(
+        network,
+        la,
+        subset_of_weights=subset_of_weights,
+        hessian_structure=hessian_structure,
+        pred_type=pred_type,
+        link_approx=link_approx,
+        n_samples=n_samples,
+        seed=seed,
+        prior_method=method,
+    )
+
+
+def _make_laplace(network: Classifier, subset: str, structure: str) -> Any:
+    with _quiet():  # its import warns about torch.jit deprecations
+        from laplace import Laplace
+
+    kwargs: dict[str, Any] = {}
+    if SubsetOfWeights(subset) is SubsetOfWeights.LAST_LAYER:
+        kwargs["last_layer_name"] = LAST_LAYER_NAME
+    return Laplace(
+        network,
+        "classification",
+        subset_of_weights=SubsetOfWeights(subset).value,
+        hessian_structure=HessianStructure(structure).value,
+        **kwargs,
+    )
+
+
+def _check_predictive(pred_type: PredType, link_approx: LinkApprox) -> None:
+    if pred_type is PredType.NN and link_approx is not LinkApprox.MC:
+        raise ConfigError(
+            f"pred_type='nn' samples weights and needs link_approx='mc', got '{link_approx.value}'"
+        )
+
+
+def _loader(data: ArrayData, device: torch.device) -> DataLoader:
+    return DataLoader(
+        TensorDataset(data.x.to(device), data.y.to(device)), batch_size=FIT_BATCH_SIZE
+    )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence laplace-torch's advisory warnings and prints."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def _translate_laplace_errors(
+    network: Classifier, subset: SubsetOfWeights, structure: HessianStructure
+) -> Iterator[None]:
+    try:
+        yield
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        layers = sorted({type(m).__name__ for m in network.modules() if not list(m.children())})
+        raise ConfigError(
+            f"laplace-torch cannot fit subset_of_weights='{subset.value}', "
+            f"hessian_structure='{structure.value}' on this network (layers: "
+            f"{', '.join(layers)}): {type(exc).__name__}: {exc}. Try "
+            "subset_of_weights='last_layer' or hessian_structure='diag'."
+        ) from exc
+
+
+def _plain(value: Any) -> Any:
+    """Laplace state with enums turned into strings and tuples into lists (weights_only-safe)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    return value
+
+
+def _to_device(value: Any, device: torch.device | str) -> Any:
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    return value
