@@ -104,13 +104,16 @@ class TeacherKindConfig(NamedSpec):
     """One teacher kind of a study: a teacher-registry name (or ``none``) and its options.
 
     ``label`` names it in results (default: the name), so one study can compare, e.g., two
-    Laplace settings. A bare string ``"laplace"`` is shorthand for ``{name: laplace}``.
+    Laplace settings. ``calibrate: true`` adds temperature scaling on top of the teacher
+    (p^(1/T) renormalised, T fitted on validation NLL). A bare string ``"laplace"`` is
+    shorthand for ``{name: laplace}``.
     """
 
     registry = TEACHERS
     reserved = (NO_TEACHER,)
 
     label: str | None = None
+    calibrate: bool = False
 
     @property
     def key(self) -> str:

@@ -40,10 +40,13 @@ def calibration_bins(
     Returns ``(count, mean_confidence, accuracy)``, each ``(num_bins,)``; empty bins
     have count 0 and mean confidence/accuracy 0.
     """
-    confidence, predicted = probs.double().max(1)
+    confidence, predicted = probs.max(1)
     correct = (predicted == labels).double()
-    # bin b holds confidences in (b/n, (b+1)/n]; ceil(c·n) − 1 gives b, 0 goes to bin 0.
-    index = (torch.ceil(confidence * num_bins).long() - 1).clamp(0, num_bins - 1)
+    # bin b holds confidences in (upper_{b-1}, upper_b]; the edges are computed in the
+    # probabilities' own dtype so that, e.g., a float32 0.4 falls in (1/3, 0.4].
+    uppers = torch.linspace(0.0, 1.0, num_bins + 1, dtype=confidence.dtype)[1:]
+    index = torch.bucketize(confidence, uppers, right=False).clamp_max(num_bins - 1)
+    confidence = confidence.double()
     count = torch.zeros(num_bins, dtype=torch.float64).index_add_(
         0, index, torch.ones_like(correct)
     )

@@ -36,6 +36,7 @@ from bayesdistill.teachers import (
     TEACHERS,
     SavableTeacher,
     TeacherContext,
+    calibrate,
     load_teacher,
     needs_network,
 )
@@ -116,6 +117,8 @@ def build_teacher(
     tic = time.perf_counter()
     context.run_dir = folder / "train"
     teacher = TEACHERS.build(kind.name, context, **kind.options)
+    if kind.calibrate:
+        teacher = calibrate(teacher, context.splits.val)
     seconds = time.perf_counter() - tic
     teacher.save(teacher_file)
     splits = context.splits

@@ -44,6 +44,7 @@ from bayesdistill.teachers.laplace import (
     SubsetOfWeights,
     fit_laplace,
 )
+from bayesdistill.teachers.tempered import TemperedTeacher, calibrate
 from bayesdistill.train.settings import TrainSettings
 
 
@@ -231,6 +232,8 @@ __all__ = [
     "Teacher",
     "TeacherContext",
     "TemperatureTeacher",
+    "TemperedTeacher",
+    "calibrate",
     "check_teacher_matches",
     "fit_laplace",
     "fit_temperature",

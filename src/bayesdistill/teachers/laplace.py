@@ -117,15 +117,18 @@ class LaplaceTeacher(NetworkTeacher):
         return float(value[0]) if value.numel() == 1 else value.tolist()
 
     def _predict(self, x: Tensor) -> Tensor:
-        gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        # The GLM predictive differentiates the network for its Jacobians.
-        with torch.enable_grad(), _quiet():
+        # laplace-torch draws Monte-Carlo samples from torch's global generator (it ignores
+        # its `generator` argument), so seed that generator in a forked state for each call:
+        # the 'nn' predictive then uses the same S weight samples on every call and batch.
+        devices = [x.device.index or 0] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad(), _quiet():
+            torch.manual_seed(self.seed)
+            # the GLM predictive differentiates the network for its Jacobians
             probs = self.laplace(
                 x,
                 pred_type=self.pred_type.value,
                 link_approx=self.link_approx.value,
                 n_samples=self.n_samples,
-                generator=gen,
             )
         probs = probs.detach().clamp_min(0.0)
         return probs / probs.sum(1, keepdim=True)
@@ -213,7 +216,9 @@ def fit_laplace(
         prior_structure: ``scalar``, ``layerwise`` or ``diag`` (marglik only).
         grid: (log10 min, log10 max, points) of the grid search.
         pred_type, link_approx, n_samples: the predictive (see the enums).
-        seed: seeds Monte-Carlo predictives so repeated calls agree.
+        seed: seeds Monte-Carlo predictives so repeated calls agree. With
+            ``pred_type='nn'`` the S weight samples are the same for every call and batch;
+            with ``link_approx='mc'`` under ``glm`` the logit samples depend on the batch.
     """
     subset_of_weights = SubsetOfWeights(subset_of_weights)
     hessian_structure = HessianStructure(hessian_structure)

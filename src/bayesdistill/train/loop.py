@@ -176,7 +176,8 @@ def fit(
                         "train_loss": running / count,
                     }
                     if evaluate is not None:
-                        record.update(evaluate(model))
+                        with torch.no_grad():
+                            record.update(evaluate(model))
                         model.train()
                     record["seconds"] = time.perf_counter() - tic
                     running, count = 0.0, 0

@@ -1,0 +1,73 @@
+"""Temperature scaling on top of any teacher: p^(1/T) renormalised, T fitted on validation NLL.
+
+For a network teacher this is classic temperature scaling (softmax(z/T)); for a Bayesian
+teacher it recalibrates the predictive globally while keeping its input-dependent shape
+(e.g. Laplace + temperature scaling).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bayesdistill.data.base import ArrayData
+from bayesdistill.errors import CheckpointError, ConfigError
+from bayesdistill.losses.response import PROB_FLOOR, temper_probs
+from bayesdistill.teachers.base import SavableTeacher
+from bayesdistill.teachers.deterministic import fit_temperature
+
+
+class TemperedTeacher(SavableTeacher):
+    """Another teacher's probabilities at temperature T: ``p^(1/T) / Σ_j p_j^(1/T)``."""
+
+    kind = "tempered"
+
+    def __init__(self, base: SavableTeacher, temperature: float) -> None:
+        if not temperature > 0:
+            raise ConfigError(f"temperature must be positive, got {temperature}")
+        self.base = base
+        self.temperature = float(temperature)
+        self.num_classes = base.num_classes
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def to(self, device: torch.device | str) -> TemperedTeacher:
+        self.base = self.base.to(device)
+        return self
+
+    def _predict(self, x: Tensor) -> Tensor:
+        return temper_probs(self.base.predict_proba(x), self.temperature)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "base_kind": self.base.kind,
+            "base": self.base.payload(),
+            "temperature": self.temperature,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> TemperedTeacher:
+        kind = payload["base_kind"]
+        if kind not in SavableTeacher._TYPES:
+            raise CheckpointError(f"tempered teacher wraps an unknown kind {kind!r}")
+        return cls(
+            SavableTeacher._TYPES[kind].from_payload(payload["base"]), payload["temperature"]
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "temperature": self.temperature, "base": self.base.describe()}
+
+
+@torch.no_grad()
+def calibrate(teacher: SavableTeacher, val: ArrayData, batch_size: int = 1024) -> TemperedTeacher:
+    """Wrap ``teacher`` with the temperature that minimises its NLL on ``val``."""
+    x = val.x.to(teacher.device)
+    probs = torch.cat(
+        [teacher.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    )
+    temperature = fit_temperature(probs.clamp_min(PROB_FLOOR).log(), val.y.to(probs.device))
+    return TemperedTeacher(teacher, temperature)

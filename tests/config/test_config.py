@@ -1,0 +1,107 @@
+"""Configs: defaults, YAML + overrides, and errors that say what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from bayesdistill.config import dump_config, load_config
+from bayesdistill.errors import ConfigError
+
+
+def test_defaults_validate_and_round_trip(tmp_path):
+    config = load_config(None)
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(config))
+    assert dump_config(load_config(path)) == dump_config(config)
+
+
+def test_yaml_overrides_merge_onto_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("student:\n  train: {epochs: 7}\nseeds: [4]\n")
+    config = load_config(path, ["student.train.lr=0.2", "teachers.3.prior_precision=marglik"])
+    assert config.student.train.epochs == 7 and config.student.train.lr == 0.2
+    assert config.student.train.batch_size == 64  # default kept
+    assert config.seeds == [4]
+    assert config.teachers[3].name == "laplace"
+    assert config.teachers[3].options["prior_precision"].value == "marglik"
+
+
+def test_changing_a_component_name_drops_its_old_options():
+    config = load_config(None, ["teacher.model.name=mlp", "teacher.model.hidden=[8]"])
+    assert config.teacher.model.name == "mlp" and config.teacher.model.options == {"hidden": (8,)}
+    config = load_config({"teacher": {"model": {"name": "mlp"}}})
+    assert config.teacher.model.options == {}
+
+
+def test_string_shorthand_for_components():
+    config = load_config(
+        None, ["student.losses=[soft_ce, kd]", "data=synthetic", "data.num_samples=90"]
+    )
+    assert [loss.name for loss in config.student.losses] == ["soft_ce", "kd"]
+    assert config.data.name == "synthetic" and config.data.options == {"num_samples": 90}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "student.trian.lr=1",
+            r"unknown key 'student.trian'; allowed keys here: model, train, losses, subset, augment. Did you mean 'train'\?",
+        ),
+        ("seed=1", r"unknown key 'seed'.*Did you mean 'seeds'\?"),
+        (
+            "student.train.epoch=3",
+            r"unknown key 'student.train.epoch'.*epochs.*Did you mean 'epochs'\?",
+        ),
+        ("student.train.lr=abc", r"student.train.lr: Input should be a valid number.*given 'abc'"),
+        (
+            "student.losses.0.name=kdd",
+            r"unknown loss 'kdd'; valid loss names: .*kd.*Did you mean 'kd'\?",
+        ),
+        (
+            "student.losses.0.alpah=0.1",
+            r"loss 'kd' has no option 'alpah'; its options are: alpha: float = 0.5.*Did you mean 'alpha'\?",
+        ),
+        (
+            "teachers.3.prior_precision=margin",
+            r"teacher 'laplace': option 'prior_precision'.*given 'margin'.*\{'marglik', 'gridsearch'\} \| float",
+        ),
+        (
+            "teachers=[none, bogus]",
+            r"unknown teacher 'bogus'; valid teacher names: deterministic, exact_bcp, ivon",
+        ),
+        ("data.name=npz", r"dataset 'npz': option 'path' is required"),
+        ("teacher.train.epochs=0", r"epochs must be >= 1, got 0"),
+        ("student.subset.per_class=3", None),
+        ("teachers=[none, laplace, laplace]", r"distinct labels; \['laplace'\]"),
+        ("device=tpu", r"device must be 'auto', 'cpu'"),
+        ("teachers.9.name=x", r"'teachers' is a list of 5; '9' is not an index"),
+        ("student.train.lr", r"must look like key.sub=value"),
+    ],
+)
+def test_bad_configs_say_what_is_allowed(override, message):
+    if message is None:
+        load_config(None, [override])
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(listy)
+
+
+def test_yaml_tags_are_not_executed(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("seeds: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(evil)

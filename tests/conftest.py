@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny datasets and networks that train in well under a second."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesdistill.data import DataSplits, gaussian_mixture, make_splits
+from bayesdistill.losses import onehot_ce
+from bayesdistill.models import Classifier, create_model
+from bayesdistill.seeding import seeded
+from bayesdistill.train import TrainSettings, fit
+
+
+@pytest.fixture(scope="session")
+def tiny_splits() -> DataSplits:
+    """3-class, 4-dimensional Gaussian mixture with exact BCPs; 300 examples."""
+    raw = gaussian_mixture(num_classes=3, dim=4, num_samples=300, seed=1)
+    return make_splits(raw, val_fraction=0.2, test_fraction=0.2, seed=0)
+
+
+def make_mlp(splits: DataSplits, seed: int = 0, hidden: tuple[int, ...] = (16,)) -> Classifier:
+    with seeded(seed):
+        return create_model("mlp", splits.input_shape, splits.num_classes, hidden=hidden)
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(tiny_splits: DataSplits) -> Classifier:
+    """An MLP trained for a few epochs on ``tiny_splits`` (do not modify it in tests)."""
+    settings = TrainSettings(epochs=5, batch_size=32, lr=0.1)
+    result = fit(
+        make_mlp(tiny_splits),
+        tiny_splits.train,
+        loss_fn=onehot_ce,
+        settings=settings,
+        seed=0,
+        progress=False,
+    )
+    return result.model
+
+
+@pytest.fixture
+def rng() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)
+
+
+def interrupt_after(epochs: int, run) -> None:
+    """Run ``run()`` but stop it (as Ctrl-C would) when it starts epoch ``epochs``."""
+    from bayesdistill.train.batches import TensorBatches
+
+    original = TensorBatches.epoch
+
+    def stop_at(self, epoch):
+        if epoch == epochs:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    TensorBatches.epoch = stop_at
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    finally:
+        TensorBatches.epoch = original

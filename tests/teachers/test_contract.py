@@ -1,0 +1,85 @@
+"""Every registered teacher kind: valid probabilities, a fixed function of x, save/reload."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesdistill.errors import CheckpointError, DataError
+from bayesdistill.teachers import TEACHERS, TeacherContext, check_teacher_matches, load_teacher
+from bayesdistill.train import TrainSettings, predict_in_batches
+
+from ..conftest import make_mlp
+
+FAST_OPTIONS = {"laplace": {"grid_points": 5}, "ivon": {"epochs": 2, "num_samples": 3}}
+
+
+@pytest.fixture(scope="module")
+def built_teachers(tiny_splits, trained_mlp):
+    context = TeacherContext(
+        splits=tiny_splits,
+        seed=0,
+        network=trained_mlp,
+        init_network=lambda: make_mlp(tiny_splits),
+        train_settings=TrainSettings(epochs=2, batch_size=32, lr=0.1),
+        progress=False,
+    )
+    return {name: TEACHERS.build(name, context, **FAST_OPTIONS.get(name, {})) for name in TEACHERS}
+
+
+@pytest.mark.parametrize("name", TEACHERS.names())
+def test_teacher_returns_valid_probabilities(name, built_teachers, tiny_splits):
+    teacher = built_teachers[name]
+    probs = teacher.predict_proba(tiny_splits.test.x)
+    assert probs.shape == (len(tiny_splits.test), tiny_splits.num_classes)
+    assert probs.dtype == torch.float32 and not probs.requires_grad
+    assert (probs >= 0).all() and torch.isfinite(probs).all()
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-5)
+    assert teacher.num_classes == tiny_splits.num_classes
+
+
+@pytest.mark.parametrize("name", TEACHERS.names())
+def test_teacher_is_a_fixed_function_of_x(name, built_teachers, tiny_splits):
+    teacher = built_teachers[name]
+    x = tiny_splits.test.x
+    whole = teacher.predict_proba(x)
+    assert torch.allclose(teacher.predict_proba(x), whole, atol=1e-6)
+    chunked = predict_in_batches(teacher, x, batch_size=7)
+    assert torch.allclose(chunked, whole, atol=1e-6)
+    reversed_order = teacher.predict_proba(x.flip(0)).flip(0)
+    assert torch.allclose(reversed_order, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", TEACHERS.names())
+def test_save_and_reload_gives_the_same_probabilities(name, built_teachers, tiny_splits, tmp_path):
+    teacher = built_teachers[name]
+    path = tmp_path / f"{name}.pt"
+    teacher.save(path)
+    reloaded = load_teacher(path)
+    assert type(reloaded) is type(teacher)
+    x = tiny_splits.test.x
+    assert torch.allclose(reloaded.predict_proba(x), teacher.predict_proba(x), atol=1e-6)
+    assert reloaded.describe() == teacher.describe()
+
+
+def test_truncated_teacher_file_is_a_clear_error(built_teachers, tmp_path):
+    path = tmp_path / "teacher.pt"
+    built_teachers["deterministic"].save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+        load_teacher(path)
+
+
+def test_foreign_file_is_rejected(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="expected format 'bayesdistill.teacher'"):
+        load_teacher(path)
+    with pytest.raises(FileNotFoundError, match="teacher file not found"):
+        load_teacher(tmp_path / "missing.pt")
+
+
+def test_class_count_mismatch(built_teachers):
+    with pytest.raises(DataError, match="predicts 3 classes but the training data has 10"):
+        check_teacher_matches(built_teachers["deterministic"], 10, "training data")

@@ -1,0 +1,42 @@
+"""The generic registry: options from signatures, validation, suggestions."""
+
+from __future__ import annotations
+
+import pytest
+
+from bayesdistill.errors import ConfigError, UnknownNameError
+from bayesdistill.losses import LOSSES
+from bayesdistill.registry import Registry
+
+
+def test_unknown_name_lists_valid_names_and_suggests():
+    with pytest.raises(UnknownNameError) as info:
+        LOSSES.get("kdd")
+    message = str(info.value)
+    assert "unknown loss 'kdd'" in message
+    assert "kd, onehot_ce, soft_ce" in message
+    assert "Did you mean 'kd'?" in message
+
+
+def test_options_are_keyword_only_parameters_with_types():
+    reg = Registry("thing")
+
+    @reg.register("f")
+    def f(x: int, *, scale: float = 2.0, mode: str = "a") -> float:
+        """Scale a number."""
+        return scale * x
+
+    assert [o.name for o in reg.entry("f").options] == ["scale", "mode"]
+    assert reg.entry("f").summary == "Scale a number."
+    assert reg.build("f", 3, scale=3) == 9.0
+    with pytest.raises(ConfigError, match="has no option 'scal'.*Did you mean 'scale'"):
+        reg.validate_options("f", {"scal": 1})
+    with pytest.raises(ConfigError, match="option 'scale'.*given 'big'"):
+        reg.validate_options("f", {"scale": "big"})
+
+
+def test_duplicate_registration_is_an_error():
+    reg = Registry("thing")
+    reg.register("a")(lambda: None)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a")(lambda: None)

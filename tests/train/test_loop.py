@@ -1,0 +1,112 @@
+"""The training loop: cached vs online targets, schedules, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bayesdistill.data.augment import GaussianNoise
+from bayesdistill.losses import onehot_ce, soft_ce
+from bayesdistill.teachers import DeterministicTeacher
+from bayesdistill.train import (
+    CachedTargets,
+    LRFactor,
+    OnlineTargets,
+    TrainSettings,
+    fit,
+    predict_in_batches,
+)
+
+from ..conftest import make_mlp
+
+
+class CountingTeacher(DeterministicTeacher):
+    calls = 0
+    rows = 0
+
+    def _predict(self, x):
+        CountingTeacher.calls += 1
+        CountingTeacher.rows += len(x)
+        return super()._predict(x)
+
+
+def test_cached_targets_query_the_teacher_once(tiny_splits, trained_mlp):
+    teacher = CountingTeacher(trained_mlp)
+    CountingTeacher.calls = CountingTeacher.rows = 0
+    probs = predict_in_batches(teacher, tiny_splits.train.x, batch_size=10_000)
+    settings = TrainSettings(epochs=3, batch_size=16)
+    fit(
+        make_mlp(tiny_splits),
+        tiny_splits.train,
+        loss_fn=soft_ce,
+        settings=settings,
+        seed=0,
+        targets=CachedTargets(probs),
+        progress=False,
+    )
+    assert CountingTeacher.calls == 1 and CountingTeacher.rows == len(tiny_splits.train)
+
+
+def test_augmented_training_queries_the_teacher_on_every_batch(tiny_splits, trained_mlp):
+    teacher = CountingTeacher(trained_mlp)
+    CountingTeacher.calls = CountingTeacher.rows = 0
+    settings = TrainSettings(epochs=2, batch_size=16)
+    fit(
+        make_mlp(tiny_splits),
+        tiny_splits.train,
+        loss_fn=soft_ce,
+        settings=settings,
+        seed=0,
+        targets=OnlineTargets(teacher),
+        augment=GaussianNoise(std=0.1),
+        progress=False,
+    )
+    batches = math.ceil(len(tiny_splits.train) / 16)
+    assert CountingTeacher.calls == 2 * batches
+    assert CountingTeacher.rows == 2 * len(tiny_splits.train)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tiny_splits):
+    settings = TrainSettings(epochs=2, batch_size=16)
+
+    def run(seed):
+        return fit(
+            make_mlp(tiny_splits),
+            tiny_splits.train,
+            loss_fn=onehot_ce,
+            settings=settings,
+            seed=seed,
+            progress=False,
+        ).model
+
+    a, b, c = run(0), run(0), run(1)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+
+
+def test_lr_schedules():
+    cosine = LRFactor(TrainSettings(epochs=10, schedule="cosine"), steps_per_epoch=10)
+    assert cosine(0) == pytest.approx(1.0)
+    assert cosine(50) == pytest.approx(0.5)
+    assert cosine(100) == pytest.approx(0.0, abs=1e-12)
+    step = LRFactor(
+        TrainSettings(epochs=10, schedule="multistep", milestones=(3, 6), gamma=0.1), 10
+    )
+    assert [step(t) for t in (0, 29, 30, 59, 60)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    warm = LRFactor(TrainSettings(epochs=10, schedule="constant", warmup_epochs=1), 10)
+    assert [warm(t) for t in (0, 4, 9, 10, 99)] == pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0])
+
+
+def test_diverging_loss_is_reported(tiny_splits):
+    settings = TrainSettings(epochs=1, batch_size=16, lr=1e30)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit(
+            make_mlp(tiny_splits),
+            tiny_splits.train,
+            loss_fn=onehot_ce,
+            settings=settings,
+            seed=0,
+            progress=False,
+        )
