@@ -69,9 +69,19 @@ def main() -> None:
     settings = replace(config.student.train, epochs=args.epochs, evals_per_epoch=1)
 
     def epoch_seconds(loss_fn, targets) -> float:
-        model = init_network(config.student.model, splits, 0, STUDENT_INIT_STREAM, torch.device("cpu"))
+        model = init_network(
+            config.student.model, splits, 0, STUDENT_INIT_STREAM, torch.device("cpu")
+        )
         start = time.perf_counter()
-        fit(model, train, loss_fn=loss_fn, settings=settings, seed=0, targets=targets, progress=False)
+        fit(
+            model,
+            train,
+            loss_fn=loss_fn,
+            settings=settings,
+            seed=0,
+            targets=targets,
+            progress=False,
+        )
         return (time.perf_counter() - start) / args.epochs
 
     variants = {
@@ -94,7 +104,9 @@ def main() -> None:
     print(f"one-time teacher predictions on the training set: {precompute * 1e3:.1f} ms")
     for name, median in medians.items():
         spread = max(times[name]) - min(times[name])
-        print(f"{name:>20}: {median * 1e3:8.2f} ms/epoch  (×{median / base:.3f}, spread {spread * 1e3:.2f} ms)")
+        print(
+            f"{name:>20}: {median * 1e3:8.2f} ms/epoch  (×{median / base:.3f}, spread {spread * 1e3:.2f} ms)"
+        )
     print(f"ratio {medians['cached teacher'] / base:.3f}")
 
 

@@ -33,7 +33,9 @@ def test_teacher_keeps_network_in_eval_mode(trained_mlp, tiny_splits):
     assert not trained_mlp.training
 
 
-def test_calibrating_a_deterministic_teacher_is_temperature_scaling(trained_mlp, tiny_splits, tmp_path):
+def test_calibrating_a_deterministic_teacher_is_temperature_scaling(
+    trained_mlp, tiny_splits, tmp_path
+):
     from bayesdistill.teachers import TEACHERS, TeacherContext, calibrate, load_teacher
 
     context = TeacherContext(splits=tiny_splits, network=trained_mlp)

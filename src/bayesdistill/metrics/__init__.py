@@ -9,6 +9,7 @@ from bayesdistill.metrics.classification import (
     classification_metrics,
     ece,
     l2_to_bcp,
+    mean_entropy,
     mean_total_variation,
     nll,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ece",
     "fluctuation",
     "l2_to_bcp",
+    "mean_entropy",
     "mean_total_variation",
     "moving_average",
     "nll",

@@ -68,6 +68,12 @@ def l2_to_bcp(probs: Tensor, bcp: Tensor) -> float:
     return float((probs.double() - bcp.double()).norm(dim=1).mean())
 
 
+def mean_entropy(probs: Tensor, eps: float = NLL_EPS) -> float:
+    """Mean Shannon entropy −Σ_k p_k log p_k (nats) of the rows: how soft the targets are."""
+    p = probs.double()
+    return float(-(p * p.clamp_min(eps).log()).sum(1).mean())
+
+
 def mean_total_variation(probs: Tensor, reference: Tensor) -> float:
     """Mean total-variation distance ½‖p − q‖₁ between two sets of predictions."""
     return float(0.5 * (probs.double() - reference.double()).abs().sum(1).mean())

@@ -97,6 +97,10 @@ def collect(folder: str | Path) -> StudyResults:
             if tsum.is_file():
                 summary = read_json(tsum)
                 row = _row("teacher", label, seed, summary["test"], summary)
+                train = summary.get("train", {})
+                row["train_nll"] = train.get("train_nll", "")
+                row["train_ece"] = train.get("train_ece", "")
+                row["target_entropy"] = train.get("train_entropy", "")
                 if reference in probs and label in probs:
                     row["tv_to_deterministic"] = mean_total_variation(
                         probs[label][0], probs[reference][0]
@@ -125,6 +129,6 @@ def _row(
     for m in (*METRICS, "l2_bcp"):
         row[m] = metrics.get(f"test_{m}", "")
     row["fluctuation"] = summary.get("fluctuation", "")
-    row["tv_to_deterministic"] = ""
+    row["tv_to_deterministic"] = row["train_nll"] = row["train_ece"] = row["target_entropy"] = ""
     row["seconds"] = summary.get("seconds", "")
     return row

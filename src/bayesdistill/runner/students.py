@@ -17,7 +17,7 @@ import torch
 from bayesdistill.config.schema import LossConfig, StudentConfig
 from bayesdistill.data import AUGMENTATIONS, DataSplits, per_class_subset
 from bayesdistill.data.augment import Compose
-from bayesdistill.io import load_torch, read_json, save_torch, write_json
+from bayesdistill.io import read_json, write_json
 from bayesdistill.losses import LOSSES, needs_teacher, onehot_ce
 from bayesdistill.runner.common import (
     STUDENT_BATCH_STREAM,
@@ -28,13 +28,12 @@ from bayesdistill.runner.common import (
     network_evaluator,
     save_network,
 )
-from bayesdistill.runner.teachers import curve_fluctuation
+from bayesdistill.runner.teachers import cached_teacher_probs, curve_fluctuation
 from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import Teacher, check_teacher_matches
-from bayesdistill.train import CachedTargets, OnlineTargets, fit, predict_in_batches
+from bayesdistill.train import CachedTargets, OnlineTargets, fit
 
 STUDENTS_DIR = "students"
-TARGETS_FORMAT = "bayesdistill.targets"
 
 
 def student_indices(config: StudentConfig, splits: DataSplits, seed: int) -> torch.Tensor:
@@ -48,18 +47,6 @@ def student_indices(config: StudentConfig, splits: DataSplits, seed: int) -> tor
         seed=derive_seed(seed, STUDENT_SUBSET_STREAM),
         num_classes=splits.num_classes,
     )
-
-
-def cached_teacher_probs(teacher: Teacher, x: torch.Tensor, cache: Path | None) -> torch.Tensor:
-    """The teacher's probabilities on ``x``, read from / written to ``cache`` if given."""
-    if cache is not None and cache.is_file():
-        state = load_torch(cache, what="cached teacher predictions", expected_format=TARGETS_FORMAT)
-        if state["probs"].shape[0] == len(x):
-            return state["probs"].to(x.device)
-    probs = predict_in_batches(teacher, x)
-    if cache is not None:
-        save_torch(cache, {"format": TARGETS_FORMAT, "probs": probs.cpu()})
-    return probs
 
 
 def train_student(
@@ -84,7 +71,7 @@ def train_student(
     """
     summary_file = folder / "summary.json"
     if resume and summary_file.is_file() and (folder / "student.pt").is_file():
-        log.info("seed %d: student '%s' already trained", seed, label)
+        log.info("seed %d: student '%s' (%s) already trained", seed, label, folder.name)
         return read_json(summary_file)
     index = student_indices(config, splits, seed)
     train = splits.train.subset(index).to(device)

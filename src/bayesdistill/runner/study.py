@@ -26,7 +26,7 @@ from bayesdistill.io import remove_stale_temporaries, write_json, write_text
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.common import experiment_summary, load_data, log, resolve_device
 from bayesdistill.runner.students import STUDENTS_DIR, train_student
-from bayesdistill.runner.teachers import TEACHERS_DIR, run_teacher_stage
+from bayesdistill.runner.teachers import TEACHERS_DIR, TRAIN_PROBS, run_teacher_stage
 
 CONFIG_NAME = "config.yaml"
 
@@ -110,7 +110,7 @@ def run_study(
                     device,
                     resume=resume,
                     progress=progress,
-                    targets_cache=folder / TEACHERS_DIR / kind.key / "train_probs.pt",
+                    targets_cache=folder / TEACHERS_DIR / kind.key / TRAIN_PROBS,
                 )
     write_json(out / "timing.json", {"seconds": time.perf_counter() - tic, "resumed": resume})
     write_reports(out)

@@ -20,7 +20,7 @@ from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKind
 from bayesdistill.data import DataSplits
 from bayesdistill.io import JsonLines, load_torch, read_json, save_torch, write_json
 from bayesdistill.losses import onehot_ce
-from bayesdistill.metrics import fluctuation
+from bayesdistill.metrics import fluctuation, mean_entropy
 from bayesdistill.models import Classifier
 from bayesdistill.runner.common import (
     TEACHER_INIT_STREAM,
@@ -35,6 +35,7 @@ from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import (
     TEACHERS,
     SavableTeacher,
+    Teacher,
     TeacherContext,
     calibrate,
     load_teacher,
@@ -45,7 +46,21 @@ from bayesdistill.train import fit, predict_in_batches
 NETWORK_DIR = "teacher_network"
 TEACHERS_DIR = "teachers"
 PROBS_FORMAT = "bayesdistill.predictions"
+TARGETS_FORMAT = "bayesdistill.targets"
+TRAIN_PROBS = "train_probs.pt"
 CURVE_KEY = "test_accuracy"
+
+
+def cached_teacher_probs(teacher: Teacher, x: torch.Tensor, cache: Path | None) -> torch.Tensor:
+    """The teacher's probabilities on ``x``, read from / written to ``cache`` if given."""
+    if cache is not None and cache.is_file():
+        state = load_torch(cache, what="cached teacher predictions", expected_format=TARGETS_FORMAT)
+        if state["probs"].shape[0] == len(x):
+            return state["probs"].to(x.device)
+    probs = predict_in_batches(teacher, x)
+    if cache is not None:
+        save_torch(cache, {"format": TARGETS_FORMAT, "probs": probs.cpu()})
+    return probs
 
 
 def curve_fluctuation(records: list[dict[str, Any]], key: str = CURVE_KEY) -> float:
@@ -122,8 +137,13 @@ def build_teacher(
     seconds = time.perf_counter() - tic
     teacher.save(teacher_file)
     splits = context.splits
-    test_probs = predict_in_batches(teacher, splits.test.x.to(_device(context))).cpu()
-    val_probs = predict_in_batches(teacher, splits.val.x.to(_device(context))).cpu()
+    device = _device(context)
+    test_probs = predict_in_batches(teacher, splits.test.x.to(device)).cpu()
+    val_probs = predict_in_batches(teacher, splits.val.x.to(device)).cpu()
+    # what students learn from: the teacher's predictions on the training set (cached)
+    train_probs = cached_teacher_probs(
+        teacher, splits.train.x.to(device), folder / TRAIN_PROBS
+    ).cpu()
     own_curve = JsonLines(context.run_dir / "metrics.jsonl").read()
     save_torch(
         folder / "test_probs.pt",
@@ -138,6 +158,10 @@ def build_teacher(
             "teacher": teacher.describe(),
             "test": test,
             "val": split_metrics(val_probs, splits.val, "val"),
+            "train": {
+                **split_metrics(train_probs, splits.train, "train"),
+                "train_entropy": mean_entropy(train_probs),
+            },
             "fluctuation": curve_fluctuation(own_curve) if own_curve else network_fluctuation,
             "seconds": seconds,
         },
