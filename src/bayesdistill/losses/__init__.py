@@ -13,6 +13,7 @@ from bayesdistill.losses.response import (
     soft_ce,
     soft_cross_entropy,
     temper_probs,
+    tempered_log_probs,
 )
 from bayesdistill.registry import Registry
 
@@ -37,4 +38,5 @@ __all__ = [
     "soft_ce",
     "soft_cross_entropy",
     "temper_probs",
+    "tempered_log_probs",
 ]

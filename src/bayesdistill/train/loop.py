@@ -159,13 +159,13 @@ def fit(
                 ) -> Tensor:
                     return loss_fn(model(x), soft, y)
 
-                loss = step(model, optimizer, compute_loss)
+                loss = float(step(model, optimizer, compute_loss))
                 scheduler.step()
-                running += float(loss)
+                running += loss
                 count += 1
-                if not math.isfinite(float(loss)):
+                if not math.isfinite(loss):
                     raise FloatingPointError(
-                        f"{description}: loss became {float(loss)} at epoch {epoch}, batch {b}; "
+                        f"{description}: loss became {loss} at epoch {epoch}, batch {b}; "
                         f"lower the learning rate (lr={settings.lr}) or check the data"
                     )
                 if b + 1 in eval_points:
