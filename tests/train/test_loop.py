@@ -110,3 +110,46 @@ def test_diverging_loss_is_reported(tiny_splits):
             seed=0,
             progress=False,
         )
+
+
+def test_distill_matches_fit_with_cached_targets(tiny_splits, trained_mlp):
+    from bayesdistill.losses import kd
+    from bayesdistill.train import distill
+
+    teacher = DeterministicTeacher(trained_mlp)
+    settings = TrainSettings(epochs=2, batch_size=16)
+    a = distill(
+        make_mlp(tiny_splits),
+        tiny_splits.train,
+        teacher,
+        loss="kd",
+        loss_options={"alpha": 0.7, "temperature": 2.0},
+        settings=settings,
+        seed=0,
+        progress=False,
+    ).model
+    probs = teacher.predict_proba(tiny_splits.train.x)
+
+    def loss_fn(z, p, y):
+        return kd(z, p, y, alpha=0.7, temperature=2.0)
+
+    b = fit(
+        make_mlp(tiny_splits),
+        tiny_splits.train,
+        loss_fn=loss_fn,
+        settings=settings,
+        seed=0,
+        targets=CachedTargets(probs),
+        progress=False,
+    ).model
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_distill_rejects_a_teacher_with_other_classes(tiny_splits, trained_mlp):
+    from bayesdistill.data import ArrayData
+    from bayesdistill.errors import DataError
+    from bayesdistill.train import distill
+
+    five = ArrayData(tiny_splits.train.x, tiny_splits.train.y, 5)
+    with pytest.raises(DataError, match="predicts 3 classes but the training data has 5"):
+        distill(make_mlp(tiny_splits), five, DeterministicTeacher(trained_mlp), progress=False)

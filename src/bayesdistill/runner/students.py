@@ -7,7 +7,6 @@ their batch order, so differences between teacher kinds are paired.
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from bayesdistill.config.schema import LossConfig, StudentConfig
 from bayesdistill.data import AUGMENTATIONS, DataSplits, per_class_subset
 from bayesdistill.data.augment import Compose
 from bayesdistill.io import read_json, write_json
-from bayesdistill.losses import LOSSES, needs_teacher, onehot_ce
+from bayesdistill.losses import needs_teacher
 from bayesdistill.runner.common import (
     STUDENT_BATCH_STREAM,
     STUDENT_INIT_STREAM,
@@ -31,7 +30,7 @@ from bayesdistill.runner.common import (
 from bayesdistill.runner.teachers import cached_teacher_probs, curve_fluctuation
 from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import Teacher, check_teacher_matches
-from bayesdistill.train import CachedTargets, OnlineTargets, fit
+from bayesdistill.train import distill
 
 STUDENTS_DIR = "students"
 
@@ -80,46 +79,40 @@ def train_student(
         if config.augment
         else None
     )
-    if teacher is None or loss is None:
-        loss_fn, loss_name, loss_options, targets = onehot_ce, "onehot_ce", {}, None
-    else:
+    distilled = teacher is not None and loss is not None
+    if distilled and not needs_teacher(loss.name):
+        log.warning("student '%s': loss '%s' ignores the teacher", label, loss.name)
+    probs = None
+    if distilled and augment is None:
         check_teacher_matches(teacher, splits.num_classes, "training data")
-        loss_name, loss_options = loss.name, loss.options
-        if not needs_teacher(loss_name):
-            log.warning("student '%s': loss '%s' ignores the teacher", label, loss_name)
-        loss_fn = functools.partial(LOSSES.get(loss_name), **loss_options)
-        if augment is None:
-            probs = cached_teacher_probs(teacher, splits.train.x.to(device), targets_cache)
-            targets = CachedTargets(probs[index.to(probs.device)])
-        else:
-            targets = OnlineTargets(teacher)
+        probs = cached_teacher_probs(teacher, splits.train.x.to(device), targets_cache)[
+            index.to(device)
+        ]
     network = init_network(config.model, splits, seed, STUDENT_INIT_STREAM, device)
     tic = time.perf_counter()
-    result = fit(
+    result = distill(
         network,
         train,
-        loss_fn=loss_fn,
+        teacher if distilled else None,
+        loss=loss.name if distilled else "onehot_ce",
+        loss_options=loss.options if distilled else None,
         settings=config.train,
         seed=derive_seed(seed, STUDENT_BATCH_STREAM),
-        targets=targets,
+        teacher_probs=probs,
         evaluate=network_evaluator(splits),
         augment=augment,
         run_dir=folder,
         resume=resume,
         progress=progress,
         description=f"seed {seed} student <- {label}",
-        fingerprint_extra={
-            "teacher": label,
-            "loss": loss_name,
-            "options": loss_options,
-            "n": len(train),
-        },
     )
+    loss_name = loss.name if distilled else "onehot_ce"
+    loss_options = loss.options if distilled else {}
     save_network(folder / "student.pt", result.model)
     summary = {
         "label": label,
         "loss": loss_name,
-        "loss_label": loss.key if loss is not None and teacher is not None else loss_name,
+        "loss_label": loss.key if distilled else loss_name,
         "loss_options": loss_options,
         "n_train": len(train),
         "final": result.final,
@@ -131,7 +124,7 @@ def train_student(
     log.info(
         "seed %d: student <- %-24s test acc %.4f  nll %.4f  ece %.4f  fluct %.2f pp",
         seed,
-        f"{label} ({loss_name})" if teacher is not None else label,
+        f"{label} ({loss.key})" if distilled else label,
         final["test_accuracy"],
         final["test_nll"],
         final["test_ece"],

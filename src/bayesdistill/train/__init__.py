@@ -1,6 +1,7 @@
 """Training: SGD on in-memory data with per-epoch metrics, atomic checkpoints and resume."""
 
 from bayesdistill.train.batches import Batch, TensorBatches
+from bayesdistill.train.distill import distill
 from bayesdistill.train.loop import FitResult, fit, sgd_step
 from bayesdistill.train.optim import LRFactor, build_optimizer, build_scheduler
 from bayesdistill.train.settings import OptimizerName, ScheduleName, TrainSettings
@@ -18,6 +19,7 @@ __all__ = [
     "TrainSettings",
     "build_optimizer",
     "build_scheduler",
+    "distill",
     "fit",
     "predict_in_batches",
     "sgd_step",
