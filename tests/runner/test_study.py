@@ -87,6 +87,8 @@ def test_files_and_rows(study_dir):
     }
     exact = [r for r in rows if r["role"] == "teacher" and r["teacher_kind"] == "exact_bcp"]
     assert all(float(r["l2_bcp"]) < 1e-5 for r in exact)  # the exact teacher *is* p*
+    # its targets' entropy is the conditional entropy H(Y|X) on the training points, > 0
+    assert all(float(r["target_entropy"]) > 0.01 for r in exact)
     students = [r for r in rows if r["role"] == "student"]
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in students)
     summary = read_json(study_dir / "seed_0" / "students" / "none" / "summary.json")

@@ -26,6 +26,9 @@ CSV_COLUMNS = (
     "fluctuation",
     "l2_bcp",
     "tv_to_deterministic",
+    "train_nll",
+    "train_ece",
+    "target_entropy",
     "seconds",
 )
 

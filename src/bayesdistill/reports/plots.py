@@ -70,24 +70,31 @@ def plot_reliability(results: StudyResults, path: Path, num_bins: int = 15) -> b
         labels = torch.cat([y for _, y in results.teacher_probs[kind]])
         count, conf, acc = (t.numpy() for t in calibration_bins(probs, labels, num_bins))
         filled = count > 0
+        left, width = edges[:-1][filled], 1 / num_bins
         ax.bar(
-            edges[:-1][filled],
+            left,
             acc[filled],
-            width=1 / num_bins,
+            width=width,
             align="edge",
+            color="tab:blue",
+            alpha=0.85,
             edgecolor="black",
             lw=0.5,
             label="accuracy",
         )
+        # the gap between accuracy and mean confidence, on whichever side it lies
         ax.bar(
-            edges[:-1][filled],
-            (conf - acc)[filled],
-            bottom=acc[filled],
-            width=1 / num_bins,
+            left,
+            np.abs(conf - acc)[filled],
+            bottom=np.minimum(conf, acc)[filled],
+            width=width,
             align="edge",
             color="tab:red",
-            alpha=0.35,
-            label="gap",
+            alpha=0.25,
+            hatch="//",
+            edgecolor="tab:red",
+            lw=0.5,
+            label="gap to confidence",
         )
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
         ax.set_title(f"{kind}  (ECE {ece(probs, labels, num_bins):.3f})", fontsize=9)
