@@ -11,6 +11,8 @@ Every finished piece is detected on ``resume`` and loaded instead of recomputed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +114,7 @@ def train_teacher_network(
 
 def fresh_network_factory(
     config: ExperimentConfig, splits: DataSplits, seed: int, device: torch.device
-):
+) -> Callable[[], Classifier]:
     """Builds networks with the teacher network's initial weights (for IVON)."""
     return lambda: init_network(config.teacher.model, splits, seed, TEACHER_INIT_STREAM, device)
 
@@ -130,7 +132,7 @@ def build_teacher(
         log.info("seed %d: teacher '%s' already built, loading", context.seed, kind.key)
         return load_teacher(teacher_file, _device(context))
     tic = time.perf_counter()
-    context.run_dir = folder / "train"
+    context = replace(context, run_dir=folder / "train")
     teacher = TEACHERS.build(kind.name, context, **kind.options)
     if kind.calibrate:
         teacher = calibrate(teacher, context.splits.val)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from bayesdistill.errors import CheckpointError, DataError
 from bayesdistill.io import load_torch, save_torch
@@ -160,11 +160,3 @@ class NetworkTeacher(SavableTeacher):
     def logits(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             return self.network.eval()(x.to(self.device))
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Eval mode and no gradients, for a teacher's network."""
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module

@@ -35,6 +35,7 @@ from bayesdistill.train.targets import TargetSource
 CHECKPOINT_FORMAT = "bayesdistill.checkpoint"
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
+SHOWN_IN_PROGRESS_BAR = ("train_loss", "val_accuracy", "test_accuracy")
 RESUMABLE_OPTIMIZER_ATTRS = ("current_step",)
 """Optimiser attributes missing from ``state_dict()`` (IVON's step counter) but saved."""
 
@@ -196,13 +197,12 @@ def fit(
                 )
             bar.update(1)
             if history:
-                bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items() if k in _SHOWN})
+                bar.set_postfix(
+                    {k: f"{v:.3f}" for k, v in history[-1].items() if k in SHOWN_IN_PROGRESS_BAR}
+                )
     bar.close()
     model.eval()
     return FitResult(model, history, start_epoch)
-
-
-_SHOWN = ("train_loss", "val_accuracy", "test_accuracy")
 
 
 def _eval_points(steps_per_epoch: int, evals_per_epoch: int) -> dict[int, float]:
