@@ -40,3 +40,24 @@ def test_duplicate_registration_is_an_error():
     reg.register("a")(lambda: None)
     with pytest.raises(ValueError, match="already registered"):
         reg.register("a")(lambda: None)
+
+
+def test_runtime_inputs_are_not_options():
+    reg = Registry("loss")
+
+    @reg.register("warm", runtime=("epoch",))
+    def warm(x: float, *, epoch: float = 0.0, beta: float = 8.0) -> float:
+        return x * beta * epoch
+
+    assert [o.name for o in reg.entry("warm").options] == ["beta"]
+    with pytest.raises(ConfigError, match="no option 'epoch'"):
+        reg.validate_options("warm", {"epoch": 1.0})
+
+
+def test_runtime_inputs_must_be_keyword_only_parameters():
+    reg = Registry("loss")
+    with pytest.raises(ValueError, match="runtime inputs"):
+
+        @reg.register("bad", runtime=("epoch",))
+        def bad(x: float, *, beta: float = 1.0) -> float:
+            return x

@@ -3,7 +3,9 @@
 A registry maps a name to a callable. The callable's *keyword-only* parameters are its
 options: they are what a config may set, they are listed by ``bayesdistill list``, and they
 are validated (type and name) before the callable is called. Positional parameters are the
-runtime inputs the library supplies itself (a network, the data, the logits).
+runtime inputs the library supplies itself (a network, the data, the logits); keyword-only
+parameters named in the ``runtime`` tag (e.g. ``runtime=("epoch",)`` for a loss that warms
+up) are runtime inputs too, supplied by the library, never options.
 
     >>> from bayesdistill.registry import Registry
     >>> SCALERS = Registry("scaler")
@@ -73,14 +75,24 @@ class Registry(Generic[T]):
     def register(self, name: str | None = None, **tags: Any) -> Callable[[T], T]:
         """Decorator that registers a function or class under ``name`` (default: its own).
 
-        ``tags`` are free-form metadata (e.g. ``needs_teacher=False`` for a loss).
+        ``tags`` are free-form metadata (e.g. ``needs_teacher=False`` for a loss). The tag
+        ``runtime`` (a tuple of names) marks keyword-only parameters that the library
+        supplies at call time; they are not options.
         """
 
         def decorator(obj: T) -> T:
             key = name or obj.__name__
             if key in self._entries:
                 raise ValueError(f"{self.kind} '{key}' is already registered")
-            self._entries[key] = Entry(key, obj, _summary(obj), _options(obj), dict(tags))
+            runtime = tuple(tags.get("runtime", ()))
+            options = _options(obj, exclude=runtime)
+            missing = set(runtime) - {p.name for p in _keyword_only(obj)}
+            if missing:
+                raise ValueError(
+                    f"{self.kind} '{key}': runtime inputs {sorted(missing)} are not keyword-only "
+                    "parameters of it"
+                )
+            self._entries[key] = Entry(key, obj, _summary(obj), options, dict(tags))
             return obj
 
         return decorator
@@ -182,13 +194,20 @@ def _signature_target(obj: Callable[..., Any]) -> Callable[..., Any]:
     return obj.__init__ if inspect.isclass(obj) else obj  # type: ignore[misc]
 
 
-def _options(obj: Callable[..., Any]) -> tuple[Option, ...]:
-    target = _signature_target(obj)
-    hints = typing.get_type_hints(target)
+def _keyword_only(obj: Callable[..., Any]) -> list[inspect.Parameter]:
+    return [
+        p
+        for p in inspect.signature(_signature_target(obj)).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+
+
+def _options(obj: Callable[..., Any], exclude: tuple[str, ...] = ()) -> tuple[Option, ...]:
+    hints = typing.get_type_hints(_signature_target(obj))
     return tuple(
         Option(p.name, hints.get(p.name, Any), p.default)
-        for p in inspect.signature(target).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        for p in _keyword_only(obj)
+        if p.name not in exclude
     )
 
 
