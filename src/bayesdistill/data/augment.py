@@ -3,6 +3,10 @@
 An augmentation is a callable ``(x, generator) -> x'`` on a batch ``(B, ..., L)``. When a
 student trains with augmentation, its teacher is queried on every augmented batch instead
 of once on the clean training set.
+
+Augmentations run on standardised batches, on the batch's device: the few random numbers
+per example (offsets, coin flips) are drawn on the generator's device and then moved, so a
+CPU generator gives the same augmented batch on CPU and GPU.
 """
 
 from __future__ import annotations
@@ -11,10 +15,18 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
 from bayesdistill.registry import Registry
+
+CIFAR_CROP_PADDING = 4
+"""Zero padding of the standard CIFAR random crop (He et al. 2016, "Deep Residual Learning
+for Image Recognition", Sec. 4.2: "4 pixels are padded on each side, and a 32×32 crop is
+randomly sampled from the padded image or its horizontal flip")."""
+FLIP_PROBABILITY = 0.5
+"""Probability of mirroring an image left-right in the standard CIFAR recipe."""
 
 
 class Augmentation(Protocol):
@@ -61,6 +73,107 @@ class GaussianNoise:
         return x + self.std * noise.to(x.device)
 
 
+def crop(
+    x: Tensor, top: Tensor, left: Tensor, *, size: int, padding: int, fill: float = 0.0
+) -> Tensor:
+    """Crop each image of a zero-padded batch at its own offset.
+
+    Pads ``x`` ``(B, C, H, W)`` by ``padding`` on every side with ``fill``, then takes the
+    ``size × size`` window whose top-left corner is ``(top[b], left[b])`` in the padded
+    image of example b. Returns ``(B, C, size, size)``; with ``size = H = W``, offsets
+    ``(padding, padding)`` give back ``x``.
+    """
+    _require_images(x, "crop")
+    span_h = x.shape[2] + 2 * padding - size
+    span_w = x.shape[3] + 2 * padding - size
+    if not (((top >= 0) & (top <= span_h)).all() and ((left >= 0) & (left <= span_w)).all()):
+        raise ConfigError(
+            f"crop offsets must lie in [0, {span_h}] × [0, {span_w}] for a {size}×{size} "
+            f"crop of {tuple(x.shape[2:])} images padded by {padding}"
+        )
+    return _crop(x, top, left, size, padding, fill)
+
+
+def _crop(x: Tensor, top: Tensor, left: Tensor, size: int, padding: int, fill: float) -> Tensor:
+    padded = F.pad(x, (padding,) * 4, value=fill)
+    batch, channels, _, width = padded.shape
+    steps = torch.arange(size, device=x.device)
+    rows = (top.to(x.device)[:, None] + steps).view(batch, 1, size, 1)
+    out = padded.gather(2, rows.expand(batch, channels, size, width))  # (B, C, size, W + 2p)
+    cols = (left.to(x.device)[:, None] + steps).view(batch, 1, 1, size)
+    return out.gather(3, cols.expand(batch, channels, size, size))
+
+
+def hflip(x: Tensor) -> Tensor:
+    """Mirror every example left-right (along its last axis, the width of an image)."""
+    return x.flip(-1)
+
+
+class RandomCrop:
+    """Random crop of zero-padded images, the standard CIFAR augmentation.
+
+    Each image ``(C, H, W)`` is padded by ``padding`` pixels on every side and a
+    ``size × size`` window is taken at an offset drawn uniformly from the
+    ``(H + 2·padding − size + 1) × (W + 2·padding − size + 1)`` possible ones, so with the
+    defaults a 32×32 image is shifted by −4..4 pixels along each axis. Padded pixels are
+    ``fill`` in the *standardised* space, i.e. the mean colour; torchvision's
+    ``RandomCrop(32, padding=4)`` before ``Normalize`` pads with black pixels instead.
+
+    Args:
+        size: side of the square crop; None keeps the input's own (square) size, which a
+            network built for the input shape needs.
+        padding: pixels added on each side before cropping.
+        fill: value of the padded pixels.
+    """
+
+    def __init__(
+        self, *, size: int | None = None, padding: int = CIFAR_CROP_PADDING, fill: float = 0.0
+    ) -> None:
+        if padding < 0:
+            raise ConfigError(f"padding must be >= 0, got {padding}")
+        if size is not None and size < 1:
+            raise ConfigError(f"crop size must be >= 1 (or None for the input size), got {size}")
+        self.size, self.padding, self.fill = size, padding, fill
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        _require_images(x, "random_crop")
+        height, width = x.shape[2], x.shape[3]
+        if self.size is None and height != width:
+            raise ConfigError(
+                f"random_crop with size=None needs square images, got {height}×{width}; "
+                "give size explicitly"
+            )
+        size = height if self.size is None else self.size
+        span_h, span_w = height + 2 * self.padding - size, width + 2 * self.padding - size
+        if span_h < 0 or span_w < 0:
+            raise ConfigError(
+                f"crop size {size} exceeds the padded image size "
+                f"{height + 2 * self.padding}×{width + 2 * self.padding}"
+            )
+        batch = (x.shape[0],)
+        top = torch.randint(0, span_h + 1, batch, generator=generator, device=generator.device)
+        left = torch.randint(0, span_w + 1, batch, generator=generator, device=generator.device)
+        return _crop(x, top, left, size, self.padding, self.fill)
+
+
+class RandomHorizontalFlip:
+    """Mirror each example left-right with probability ``p``, independently.
+
+    Not for digits or text (SVHN, MNIST): a mirrored digit is not the same digit, so by
+    convention SVHN is trained with `RandomCrop` alone (or no augmentation).
+    """
+
+    def __init__(self, *, p: float = FLIP_PROBABILITY) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"flip probability p must lie in [0, 1], got {p}")
+        self.p = p
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        draws = torch.rand(x.shape[0], generator=generator, device=generator.device)
+        flip = (draws < self.p).to(x.device).view(-1, *([1] * (x.ndim - 1)))
+        return torch.where(flip, hflip(x), x)
+
+
 class Compose:
     """Apply augmentations in order."""
 
@@ -73,5 +186,34 @@ class Compose:
         return x
 
 
+def cifar_augmentation(
+    *, padding: int = CIFAR_CROP_PADDING, flip_p: float = FLIP_PROBABILITY, fill: float = 0.0
+) -> Compose:
+    """The standard CIFAR augmentation: random crop (zero padding 4), then horizontal flip.
+
+    The crop is `RandomCrop` to the input size, the flip `RandomHorizontalFlip` with
+    probability 0.5 (He et al. 2016, Sec. 4.2).
+
+    For SVHN use ``random_crop`` alone: digits are not mirror-symmetric.
+
+    Args:
+        padding: pixels padded on each side before the crop (`RandomCrop`).
+        flip_p: probability of a left-right flip (`RandomHorizontalFlip`).
+        fill: value of the padded pixels in standardised space (0 = the mean colour).
+    """
+    return Compose([RandomCrop(padding=padding, fill=fill), RandomHorizontalFlip(p=flip_p)])
+
+
+def _require_images(x: Tensor, name: str) -> None:
+    if x.ndim != 4:
+        raise ConfigError(
+            f"augmentation '{name}' works on image batches (B, C, H, W), got shape "
+            f"{tuple(x.shape)}; for 1-D signals use 'shift'"
+        )
+
+
 AUGMENTATIONS.register("shift")(RandomShift)
 AUGMENTATIONS.register("noise")(GaussianNoise)
+AUGMENTATIONS.register("random_crop")(RandomCrop)
+AUGMENTATIONS.register("hflip")(RandomHorizontalFlip)
+AUGMENTATIONS.register("cifar")(cifar_augmentation)

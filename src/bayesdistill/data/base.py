@@ -1,8 +1,9 @@
 """In-memory classification data: validated tensors, standardisation and splits.
 
-Shapes: inputs ``x`` are ``(N, *input_shape)`` float32 (``(N, d)`` vectors or ``(N, L)``
-1-D signals), labels ``y`` are ``(N,)`` int64 in ``[0, C)``, and the exact Bayes class
-probabilities ``bcp`` (only on synthetic data) are ``(N, C)`` rows summing to one.
+Shapes: inputs ``x`` are ``(N, *input_shape)`` float32 (``(N, d)`` vectors, ``(N, L)``
+1-D signals or ``(N, C, H, W)`` images), labels ``y`` are ``(N,)`` int64 in ``[0, C)``,
+and the exact Bayes class probabilities ``bcp`` (only on synthetic data) are ``(N, C)``
+rows summing to one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdistill.errors import DataError
+from bayesdistill.errors import ConfigError, DataError
 
 BCP_SUM_TOLERANCE = 1e-4
 
@@ -139,6 +140,13 @@ class Standardization(str, Enum):
     """Per input coordinate: subtract the mean and divide by the std of each feature."""
     GLOBAL = "global"
     """One mean and one std over all training inputs (keeps the shape of a signal)."""
+    CHANNEL = "channel"
+    """Per channel (axis 1 of ``(N, C, ...)``): one mean and std per image colour channel,
+    from the training split. For ``(N, d)`` vectors each feature is a channel (= feature)."""
+    DATASET = "dataset"
+    """The fixed constants the dataset publishes (`RawDataset.normalization`, e.g. the
+    standard CIFAR per-channel mean/std), whatever the training split; an error for a
+    source that has none."""
     NONE = "none"
     """Leave inputs as they are."""
 
@@ -152,17 +160,49 @@ class Standardizer:
 
     @classmethod
     def fit(cls, x: Tensor, mode: Standardization | str) -> Standardizer:
+        """Statistics of ``x`` ``(N, *input_shape)``; ``loc``/``scale`` have ``input_shape``.
+
+        ``Standardization.DATASET`` has nothing to fit: use `Standardizer.per_channel` with
+        the published constants (`make_splits` does).
+        """
         mode = Standardization(mode)
         shape = x.shape[1:]
+        if mode is Standardization.DATASET:
+            raise ConfigError(
+                "standardisation 'dataset' uses the constants the dataset publishes, not "
+                "statistics fitted to data; build it with Standardizer.per_channel"
+            )
         if mode is Standardization.NONE or x.shape[0] < 2:
             return cls(torch.zeros(shape), torch.ones(shape))
         if mode is Standardization.GLOBAL:
             loc = x.mean().expand(shape).clone()
             scale = x.std().clamp_min(1e-12).expand(shape).clone()
+        elif mode is Standardization.CHANNEL:
+            per_channel = x.transpose(0, 1).reshape(shape[0], -1)  # (C, N·rest)
+            loc = _expand_channels(per_channel.mean(1), shape)
+            scale = _expand_channels(per_channel.std(1).clamp_min(1e-12), shape)
         else:
             loc = x.mean(0)
             scale = x.std(0).clamp_min(1e-12)
         return cls(loc, scale)
+
+    @classmethod
+    def per_channel(
+        cls, mean: tuple[float, ...], std: tuple[float, ...], shape: tuple[int, ...]
+    ) -> Standardizer:
+        """Fixed per-channel constants for inputs of ``shape = (C, ...)``: channel c maps
+        ``x ↦ (x − mean[c]) / std[c]`` (what ``torchvision.transforms.Normalize`` does)."""
+        if len(mean) != shape[0] or len(std) != shape[0]:
+            raise DataError(
+                f"per-channel constants need {shape[0]} values each for inputs of shape "
+                f"{tuple(shape)}, got {len(mean)} means and {len(std)} stds"
+            )
+        if min(std) <= 0:
+            raise DataError(f"per-channel stds must be positive, got {tuple(std)}")
+        return cls(
+            _expand_channels(torch.tensor(mean, dtype=torch.float32), shape),
+            _expand_channels(torch.tensor(std, dtype=torch.float32), shape),
+        )
 
     def __call__(self, x: Tensor) -> Tensor:
         return (x - self.loc.to(x)) / self.scale.to(x)
@@ -178,6 +218,18 @@ class Standardizer:
         return cls(state["loc"], state["scale"])
 
 
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+def _expand_channels(values: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
+    """A ``(C,)`` vector broadcast to ``shape = (C, ...)``, as its own tensor."""
+    return values.view(-1, *([1] * (len(shape) - 1))).expand(tuple(shape)).clone()
+
+
 @dataclass(frozen=True)
 class RawDataset:
     """What a dataset factory returns, before splitting and standardisation.
@@ -185,6 +237,8 @@ class RawDataset:
     ``x_test``/``y_test`` are set when the source defines its own test split.
     ``bayes_posterior`` maps *raw* inputs to exact p*(y|x) when the generative model is
     known (synthetic data), and ``bayes_state`` holds what is needed to rebuild it.
+    ``normalization`` is the standardisation the source publishes (the standard per-channel
+    mean/std of an image benchmark), used with ``Standardization.DATASET``.
     """
 
     name: str
@@ -197,10 +251,19 @@ class RawDataset:
     bcp_test: Tensor | None = None
     bayes_posterior: Callable[[Tensor], Tensor] | None = None
     bayes_state: dict[str, Any] = field(default_factory=dict)
+    normalization: Standardizer | None = None
 
     def __post_init__(self) -> None:
         try:
             validate_arrays(self.x, self.y, self.num_classes, self.bcp)
+            if self.normalization is not None:
+                input_shape = tuple(self.x.shape[1:])
+                for part in (self.normalization.loc, self.normalization.scale):
+                    if not _broadcasts_to(tuple(part.shape), input_shape):
+                        raise DataError(
+                            f"normalization constants of shape {tuple(part.shape)} do not "
+                            f"broadcast to inputs of shape {input_shape}"
+                        )
             if self.x_test is not None or self.y_test is not None:
                 if self.x_test is None or self.y_test is None:
                     raise DataError("x_test and y_test must be given together")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 from torch import Tensor
@@ -51,7 +52,8 @@ def make_splits(
 
     If the source has its own test set, it is kept and ``val_fraction`` of the remaining
     examples form the validation set; otherwise the examples are split into
-    ``(1 − val − test, val, test)``. Inputs are standardised with training statistics.
+    ``(1 − val − test, val, test)``. Inputs are standardised with training statistics,
+    or with the source's published constants for ``Standardization.DATASET``.
     """
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= frac < 1.0:
@@ -74,7 +76,7 @@ def make_splits(
             raise DataError(f"dataset '{raw.name}' with {n} examples leaves an empty {part} set")
     if len(test[1]) == 0:
         raise DataError(f"dataset '{raw.name}' leaves an empty test set; raise test_fraction")
-    standardizer = Standardizer.fit(raw.x[train_idx], standardize)
+    standardizer = _standardizer(raw, train_idx, Standardization(standardize))
 
     def build(x: Tensor, y: Tensor, bcp: Tensor | None) -> ArrayData:
         return ArrayData(standardizer(x), y, raw.num_classes, bcp)
@@ -90,6 +92,18 @@ def make_splits(
     )
 
 
+def _standardizer(raw: RawDataset, train_idx: Tensor, mode: Standardization) -> Standardizer:
+    if mode is not Standardization.DATASET:
+        return Standardizer.fit(raw.x[train_idx], mode)
+    if raw.normalization is None:
+        fitted = ", ".join(repr(m.value) for m in Standardization if m is not mode)
+        raise ConfigError(
+            f"dataset '{raw.name}' publishes no normalisation constants, so standardize="
+            f"'dataset' is not available for it; use one of {fitted}"
+        )
+    return raw.normalization
+
+
 def per_class_subset(
     labels: Tensor,
     *,
@@ -100,8 +114,11 @@ def per_class_subset(
 ) -> Tensor:
     """Indices of a per-class subset: ``count`` examples or ``fraction`` of each class.
 
-    With a fraction, each class keeps ``max(1, round(fraction · n_c))`` examples. The
-    choice within each class is uniform at random from ``seed``; the result is sorted.
+    With a fraction, each class keeps ``max(1, round(fraction · n_c))`` examples, computed
+    exactly on the decimal the fraction is written as, ties to even like Python's `round`
+    (5 % of 4490 = 224.5 → 224, 35 % of 90 = 31.5 → 32; in floating point 0.35 · 90 is
+    31.4999…). The choice within each class is uniform at random from ``seed``; the result
+    is sorted.
     Raises `ConfigError` if both or neither are given, or a class has too few examples.
     """
     if (count is None) == (fraction is None):
@@ -113,12 +130,13 @@ def per_class_subset(
     if fraction is not None and not 0.0 < fraction <= 1.0:
         raise ConfigError(f"fraction per class must lie in (0, 1], got {fraction}")
     num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    exact = None if fraction is None else Fraction(str(float(fraction)))
     gen = _generator(seed)
     chosen = []
     for c in range(num_classes):
         members = torch.nonzero(labels == c).flatten()
         n_c = len(members)
-        k = count if count is not None else max(1, round(fraction * n_c))  # type: ignore[operator]
+        k = count if exact is None else max(1, round(exact * n_c))
         if k > n_c:
             raise ConfigError(
                 f"class {c} has {n_c} training examples, fewer than the {k} requested per class"
