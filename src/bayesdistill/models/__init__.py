@@ -1,5 +1,11 @@
 """Models: classifiers with accessible penultimate features, registered by name.
 
+Besides the small networks (``mlp``, ``linear``, ``cnn1d``) the registry holds the CIFAR
+model zoo of the KD benchmarks (`bayesdistill.models.cifar`): ``resnet8`` … ``resnet110``,
+``resnet8x4``, ``resnet32x4``, ``resnet18/34/50``, ``wrn_16_2``, ``wrn_40_1``, ``wrn_40_2``,
+``vgg8``, ``vgg13``, ``mobilenetv2``, ``shufflenetv1``, ``shufflenetv2`` and the generic
+``cifar_resnet``, ``resnet``, ``wrn`` and ``vgg`` with their depth/width options.
+
 ``create_model(name, input_shape, num_classes, **options)`` builds a registered model and
 attaches its `ModelSpec`, so a saved network can be rebuilt from its file alone.
 """
@@ -9,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from bayesdistill.models.base import Classifier, ModelSpec
+from bayesdistill.models.cifar import ZOO
 from bayesdistill.models.cnn import CNN1d
 from bayesdistill.models.mlp import MLP, LinearSoftmax
 from bayesdistill.registry import Registry
@@ -17,6 +24,8 @@ MODELS: Registry = Registry("model")
 MODELS.register("mlp")(MLP)
 MODELS.register("linear")(LinearSoftmax)
 MODELS.register("cnn1d")(CNN1d)
+for _name, _factory in ZOO.items():
+    MODELS.register(_name)(_factory)
 
 
 def create_model(
