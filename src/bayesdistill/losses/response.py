@@ -38,6 +38,20 @@ def tempered_log_probs(probs: Tensor, temperature: float) -> Tensor:
     return log_p if temperature == 1.0 else torch.log_softmax(log_p / temperature, dim=1)
 
 
+def linear_warmup(epoch: float, warmup_epochs: float) -> float:
+    """Weight ``min(1, epoch / warmup_epochs)`` of a term that is switched on linearly.
+
+    ``epoch`` counts (fractional) epochs since the start of training; ``warmup_epochs = 0``
+    means no warm-up (weight 1), and so does ``epoch = math.inf``, the default of every
+    loss that warms up, so that such a loss called without an epoch is the full loss.
+    """
+    if epoch < 0:
+        raise ValueError(f"epoch must be non-negative (epochs since the start), got {epoch}")
+    if warmup_epochs == 0:
+        return 1.0
+    return min(1.0, epoch / warmup_epochs)
+
+
 def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
     """Batch mean of −Σ_k q_k log softmax(z)_k for soft targets q ``(B, C)``."""
     return F.cross_entropy(logits, target_probs)
