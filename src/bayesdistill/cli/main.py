@@ -173,6 +173,49 @@ def report(folder: Annotated[Path, typer.Argument(help="A study's output folder.
     typer.echo((folder / "results.md").read_text(encoding="utf-8"))
 
 
+@app.command()
+def theory(
+    config: Annotated[
+        str,
+        typer.Argument(
+            help="A theory config (configs/theory/<name>.yaml or a shipped name such as "
+            "'gradient_noise'), or 'all' for every experiment at reduced size."
+        ),
+    ],
+    overrides: OverridesArg = None,
+    out: OutOpt = Path("runs/theory"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Use the config's reduced-size `quick` overrides.")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="With 'all': run every experiment at full size.")
+    ] = False,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Check the theory numerically where p* is known; writes report.md with a claims table."""
+    from bayesdistill.theory import load_theory_config, run_all, run_theory
+    from bayesdistill.theory.report import render_report
+
+    tic = time.perf_counter()
+    if config == "all":
+        if overrides:
+            raise typer.BadParameter(
+                "'theory all' takes no overrides; run one config to override it"
+            )
+        typer.echo(run_all(out, quick=not full, resume=resume, progress=progress))
+    else:
+        result = run_theory(
+            load_theory_config(config, overrides or []),
+            out,
+            quick=quick,
+            resume=resume,
+            progress=progress,
+        )
+        typer.echo(render_report(result))
+    typer.echo(f"finished in {time.perf_counter() - tic:.0f} s; report in {out}/report.md")
+
+
 @app.command(name="config")
 def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Print the resolved config (defaults filled in, overrides applied)."""

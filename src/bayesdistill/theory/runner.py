@@ -1,0 +1,224 @@
+"""Theory configs, one experiment run, and ``theory all`` with its combined report.
+
+A theory config (``configs/theory/<name>.yaml``) holds::
+
+    experiment: gradient_noise     # a registered experiment (`bayesdistill list theory`)
+    seeds: [0, 1, 2]
+    options: {num_samples: 20000}  # the experiment's keyword options (validated)
+    quick:                         # overrides used by `theory all` / --quick (reduced size)
+      seeds: [0, 1]
+      options: {num_samples: 5000}
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import torch
+import yaml
+
+from bayesdistill.config.loading import apply_override, format_validation_error
+from bayesdistill.errors import ConfigError
+from bayesdistill.io import read_json, write_json, write_text
+from bayesdistill.registry import Registry
+from bayesdistill.theory import (
+    convergence,
+    noise,
+    real_data,
+    risk_variance,
+    self_distill,
+    synthetic_study,
+)
+from bayesdistill.theory.context import ExperimentContext, log
+from bayesdistill.theory.report import (
+    CLAIMS_NAME,
+    ExperimentResult,
+    claims_table,
+    read_result,
+    write_result,
+)
+
+EXPERIMENTS: Registry = Registry("theory experiment")
+EXPERIMENTS.register("synthetic_study")(synthetic_study.run)
+EXPERIMENTS.register("gradient_noise")(noise.run)
+EXPERIMENTS.register("convergence")(convergence.run)
+EXPERIMENTS.register("risk_variance")(risk_variance.run)
+EXPERIMENTS.register("self_distillation")(self_distill.run)
+EXPERIMENTS.register("real_data")(real_data.run)
+
+ORDER = [
+    "synthetic_study",
+    "gradient_noise",
+    "convergence",
+    "risk_variance",
+    "self_distillation",
+    "real_data",
+]
+"""The experiments in the order of the issue (and of ``theory all``)."""
+CONFIG_NAME = "config.yaml"
+THEORY_THREADS = 1
+"""Torch threads for theory runs: their tensors are tiny (batch size 1, d ≤ 30), where
+intra-op threading costs more than it gains (×3–10 slower on a busy 2-core machine)."""
+
+
+class QuickOverrides(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    seeds: list[int] | None = None
+    options: dict[str, Any] = {}
+
+
+class TheoryConfig(pydantic.BaseModel):
+    """One theory experiment: which, over which seeds, with which options."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    experiment: str
+    seeds: list[int] = [0, 1, 2]
+    options: dict[str, Any] = {}
+    quick: QuickOverrides = QuickOverrides()
+
+    def resolved(self, quick: bool) -> TheoryConfig:
+        """The config with its ``quick`` overrides applied (if ``quick``), options validated."""
+        seeds = self.quick.seeds if quick and self.quick.seeds is not None else self.seeds
+        options = {**self.options, **(self.quick.options if quick else {})}
+        if not seeds:
+            raise ConfigError("seeds must not be empty")
+        EXPERIMENTS.validate_options(self.experiment, options)
+        return TheoryConfig(experiment=self.experiment, seeds=seeds, options=options)
+
+
+def shipped_theory_configs() -> dict[str, Path]:
+    """``name → path`` of the configs under the package's ``configs/theory/``."""
+    folder = Path(str(resources.files("bayesdistill") / "configs" / "theory"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def load_theory_config(source: str | Path, overrides: Sequence[str] = ()) -> TheoryConfig:
+    """Read a theory YAML (or a shipped config's name) with ``key.sub=value`` overrides."""
+    path = Path(source)
+    if not path.is_file():
+        shipped = shipped_theory_configs()
+        if str(source) in shipped:
+            path = shipped[str(source)]
+        else:
+            raise FileNotFoundError(
+                f"theory config not found: '{source}'; shipped theory configs: {', '.join(shipped)}"
+            )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"theory config '{path}' is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"theory config '{path}' must be a mapping, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        apply_override(raw, item)
+    try:
+        config = TheoryConfig.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"theory config '{path}'")) from None
+    EXPERIMENTS.entry(config.experiment)  # unknown names list the valid ones
+    return config
+
+
+def run_theory(
+    config: TheoryConfig,
+    out: str | Path,
+    *,
+    quick: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> ExperimentResult:
+    """Run one experiment into ``out`` (metrics.jsonl, figures/, claims.json, report.md)."""
+    out = Path(out)
+    resolved = config.resolved(quick)
+    saved = out / CONFIG_NAME
+    dumped = yaml.safe_dump(resolved.model_dump(exclude={"quick"}), sort_keys=False)
+    if saved.is_file():
+        if not resume:
+            raise ConfigError(
+                f"'{out}' already holds a theory run; pass --resume to continue it or choose another --out"
+            )
+        if saved.read_text(encoding="utf-8") != dumped:
+            raise ConfigError(
+                f"'{out}' holds a run of another config; --resume needs the same config (see {saved})"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(saved, dumped)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THEORY_THREADS)
+    tic = time.perf_counter()
+    try:
+        ctx = ExperimentContext(out, list(resolved.seeds), progress=progress, resume=resume)
+        options = EXPERIMENTS.validate_options(resolved.experiment, resolved.options)
+        result = EXPERIMENTS.get(resolved.experiment)(ctx, **options)
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - tic
+    result.summary += f" Run time {seconds:.0f} s."
+    write_result(out, result)
+    write_json(out / "timing.json", {"seconds": seconds})
+    log.info(
+        "theory %s: %d/%d claims held (%.0f s)",
+        resolved.experiment,
+        sum(c.held for c in result.claims),
+        len(result.claims),
+        seconds,
+    )
+    return result
+
+
+def run_all(
+    out: str | Path, *, quick: bool = True, resume: bool = False, progress: bool = True
+) -> str:
+    """Every shipped theory config (reduced size by default) and one combined ``report.md``."""
+    out = Path(out)
+    configs = shipped_theory_configs()
+    names = [n for n in ORDER if n in configs] + [n for n in configs if n not in ORDER]
+    tic = time.perf_counter()
+    results: dict[str, ExperimentResult] = {}
+    for name in names:
+        folder = out / name
+        if resume and (folder / CLAIMS_NAME).is_file():
+            results[name] = read_result(folder)
+            continue
+        results[name] = run_theory(
+            load_theory_config(configs[name]), folder, quick=quick, resume=resume, progress=progress
+        )
+    seconds = time.perf_counter() - tic
+    report = combined_report(results, quick, seconds)
+    write_text(out / "report.md", report)
+    return report
+
+
+def combined_report(results: dict[str, ExperimentResult], quick: bool, seconds: float) -> str:
+    held = sum(c.held for r in results.values() for c in r.claims)
+    total = sum(len(r.claims) for r in results.values())
+    lines = [
+        "# bayesdistill theory lab",
+        "",
+        f"{'Reduced-size' if quick else 'Full-size'} runs of {len(results)} experiments in {seconds:.0f} s; "
+        f"{held} of {total} claims held. Each experiment's folder has its report.md, figures/ and metrics.jsonl.",
+        "",
+    ]
+    for name, result in results.items():
+        lines += [
+            f"## {result.title}",
+            "",
+            f"[{name}/report.md]({name}/report.md) — {result.summary}",
+            "",
+            claims_table(result.claims),
+            "",
+        ]
+        lines += [f"![{Path(f).stem}]({name}/{f})" for f in result.figures] + [""]
+    return "\n".join(lines)
+
+
+def read_timing(out: Path) -> float | None:
+    path = out / "timing.json"
+    return read_json(path)["seconds"] if path.is_file() else None
