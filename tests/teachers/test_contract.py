@@ -2,28 +2,61 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from bayesdistill.errors import CheckpointError, DataError
+from bayesdistill.losses import onehot_ce
+from bayesdistill.models import create_model
+from bayesdistill.seeding import seeded
 from bayesdistill.teachers import TEACHERS, TeacherContext, check_teacher_matches, load_teacher
-from bayesdistill.train import TrainSettings, predict_in_batches
+from bayesdistill.train import TrainSettings, fit, predict_in_batches
 
-from ..conftest import make_mlp
+FAST_OPTIONS = {
+    "laplace": {"grid_points": 5},
+    "ivon": {"epochs": 2, "num_samples": 3},
+    "mc_dropout": {"num_samples": 4},
+    "ensemble": {"members": 2, "member_kind": "mc_dropout", "member_options": {"num_samples": 3}},
+    "mfvi": {"epochs": 2, "num_samples": 3, "estimator": "flipout"},
+    "mse_teacher": {"epochs": 2},
+    "mcmi": {"epochs": 1},
+}
+SEEDED_KINDS = ["ensemble", "ivon", "mc_dropout", "mcmi", "mfvi", "mse_teacher"]
+"""Kinds that draw random numbers (training or sampling): the seed must fix them."""
 
-FAST_OPTIONS = {"laplace": {"grid_points": 5}, "ivon": {"epochs": 2, "num_samples": 3}}
+
+def make_dropout_mlp(splits, seed: int = 0):
+    with seeded(seed):
+        return create_model(
+            "mlp", splits.input_shape, splits.num_classes, hidden=(16,), dropout=0.2
+        )
 
 
 @pytest.fixture(scope="module")
-def built_teachers(tiny_splits, trained_mlp):
-    context = TeacherContext(
+def context(tiny_splits):
+    """The study's context, with a teacher network trained with dropout (for MC dropout)."""
+    network = fit(
+        make_dropout_mlp(tiny_splits),
+        tiny_splits.train,
+        loss_fn=onehot_ce,
+        settings=TrainSettings(epochs=5, batch_size=32, lr=0.1),
+        seed=0,
+        progress=False,
+    ).model
+    return TeacherContext(
         splits=tiny_splits,
         seed=0,
-        network=trained_mlp,
-        init_network=lambda: make_mlp(tiny_splits),
+        network=network,
+        init_network=lambda: make_dropout_mlp(tiny_splits),
         train_settings=TrainSettings(epochs=2, batch_size=32, lr=0.1),
         progress=False,
     )
+
+
+@pytest.fixture(scope="module")
+def built_teachers(context):
     return {name: TEACHERS.build(name, context, **FAST_OPTIONS.get(name, {})) for name in TEACHERS}
 
 
@@ -83,3 +116,23 @@ def test_foreign_file_is_rejected(tmp_path):
 def test_class_count_mismatch(built_teachers):
     with pytest.raises(DataError, match="predicts 3 classes but the training data has 10"):
         check_teacher_matches(built_teachers["deterministic"], 10, "training data")
+
+
+@pytest.mark.parametrize("name", SEEDED_KINDS)
+def test_the_same_seed_builds_the_same_teacher(name, built_teachers, context, tiny_splits):
+    again = TEACHERS.build(name, replace(context), **FAST_OPTIONS.get(name, {}))
+    x = tiny_splits.test.x
+    assert torch.allclose(again.predict_proba(x), built_teachers[name].predict_proba(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mc_dropout", "mfvi", "ensemble"])
+def test_another_seed_gives_other_samples(name, built_teachers, context, tiny_splits):
+    other = TEACHERS.build(name, replace(context, seed=1), **FAST_OPTIONS.get(name, {}))
+    x = tiny_splits.test.x
+    assert not torch.allclose(other.predict_proba(x), built_teachers[name].predict_proba(x))
+
+
+def test_every_sampling_kind_has_a_sample_count_option():
+    sample_options = {"num_samples", "n_samples"}
+    for name in ["ivon", "laplace", "mc_dropout", "mfvi"]:
+        assert sample_options & {o.name for o in TEACHERS.entry(name).options}, name

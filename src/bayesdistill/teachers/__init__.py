@@ -8,19 +8,12 @@ options are what a config sets. Built teachers save to one file and reload with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Literal
 
 import torch
-from torch import nn
 
-from bayesdistill.data.base import DataSplits
-from bayesdistill.data.synthetic import GaussianMixture
 from bayesdistill.errors import ConfigError
-from bayesdistill.models import Classifier
-from bayesdistill.registry import Registry
 from bayesdistill.teachers.base import (
     NetworkTeacher,
     SavableTeacher,
@@ -28,12 +21,24 @@ from bayesdistill.teachers.base import (
     check_teacher_matches,
     load_teacher,
 )
+from bayesdistill.teachers.baselines import (
+    MCMITeacher,
+    MSETeacher,
+    brier_loss,
+    class_centroids,
+    conditional_mutual_information,
+    finetune_mcmi,
+    train_mse_teacher,
+)
 from bayesdistill.teachers.bayes import ExactBayesTeacher, NoiseKind, NoisyBayesTeacher
+from bayesdistill.teachers.builders import ENSEMBLE_STREAM
+from bayesdistill.teachers.context import TEACHERS, TeacherContext, needs_network
 from bayesdistill.teachers.deterministic import (
     DeterministicTeacher,
     TemperatureTeacher,
     fit_temperature,
 )
+from bayesdistill.teachers.ensemble import EnsembleTeacher
 from bayesdistill.teachers.ivon import IVONTeacher, ivon_posterior_std, ivon_step, train_ivon
 from bayesdistill.teachers.laplace import (
     HessianStructure,
@@ -44,55 +49,18 @@ from bayesdistill.teachers.laplace import (
     SubsetOfWeights,
     fit_laplace,
 )
+from bayesdistill.teachers.mc_dropout import MCDropoutTeacher
 from bayesdistill.teachers.tempered import TemperedTeacher, calibrate
+from bayesdistill.teachers.variational import (
+    Estimator,
+    MeanFieldLayer,
+    MeanFieldTeacher,
+    kl_weight,
+    network_kl,
+    to_mean_field,
+    train_mfvi,
+)
 from bayesdistill.train.settings import TrainSettings
-
-
-@dataclass
-class TeacherContext:
-    """What a teacher builder may use.
-
-    Attributes:
-        splits: the standardised data (train for fitting, val for calibration choices).
-        seed: the run's seed.
-        network: the trained deterministic network (None where a teacher needs none).
-        init_network: builds a fresh network with the *same initial weights* as
-            ``network`` had, for teachers trained from scratch (IVON).
-        train_settings: how ``network`` was trained (defaults for IVON's training).
-        run_dir: a folder the builder may write to (learning curves, checkpoints).
-        resume: resume interrupted training in ``run_dir``.
-        progress: show progress bars.
-        evaluate: metrics of a network at evaluation points of training.
-    """
-
-    splits: DataSplits
-    seed: int = 0
-    network: Classifier | None = None
-    init_network: Callable[[], Classifier] | None = None
-    train_settings: TrainSettings | None = None
-    run_dir: Path | None = None
-    resume: bool = False
-    progress: bool = True
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None
-
-    def need_network(self, kind: str) -> Classifier:
-        if self.network is None:
-            raise ConfigError(
-                f"teacher '{kind}' is built from a trained network, but none was given"
-            )
-        return self.network
-
-    def need_mixture(self, kind: str) -> GaussianMixture:
-        state = self.splits.bayes_state.get("mixture")
-        if state is None:
-            raise ConfigError(
-                f"teacher '{kind}' needs exact Bayes probabilities, which only the 'synthetic' "
-                f"dataset has (this data is '{self.splits.name}')"
-            )
-        return GaussianMixture.from_state(state)
-
-
-TEACHERS: Registry = Registry("teacher")
 
 
 @TEACHERS.register("deterministic", needs_network=True)
@@ -209,19 +177,22 @@ def build_noisy_bcp(
     )
 
 
-def needs_network(name: str) -> bool:
-    """Whether teacher ``name`` is built from a trained network."""
-    return bool(TEACHERS.entry(name).tags.get("needs_network", True))
-
-
 __all__ = [
+    "ENSEMBLE_STREAM",
     "TEACHERS",
     "DeterministicTeacher",
+    "EnsembleTeacher",
+    "Estimator",
     "ExactBayesTeacher",
     "HessianStructure",
     "IVONTeacher",
     "LaplaceTeacher",
     "LinkApprox",
+    "MCDropoutTeacher",
+    "MCMITeacher",
+    "MSETeacher",
+    "MeanFieldLayer",
+    "MeanFieldTeacher",
     "NetworkTeacher",
     "NoiseKind",
     "NoisyBayesTeacher",
@@ -233,13 +204,22 @@ __all__ = [
     "TeacherContext",
     "TemperatureTeacher",
     "TemperedTeacher",
+    "brier_loss",
     "calibrate",
     "check_teacher_matches",
+    "class_centroids",
+    "conditional_mutual_information",
+    "finetune_mcmi",
     "fit_laplace",
     "fit_temperature",
     "ivon_posterior_std",
     "ivon_step",
+    "kl_weight",
     "load_teacher",
     "needs_network",
+    "network_kl",
+    "to_mean_field",
     "train_ivon",
+    "train_mfvi",
+    "train_mse_teacher",
 ]

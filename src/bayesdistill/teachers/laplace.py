@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bayesdistill.data.base import ArrayData
@@ -29,6 +29,10 @@ LAST_LAYER_NAME = "head"
 """Every bayesdistill `Classifier` names its last linear layer ``head``."""
 
 FIT_BATCH_SIZE = 256
+
+KRON_LAYERS = (nn.Linear, nn.Conv2d)
+"""Layers whose weights laplace-torch's default backend (curvlinops K-FAC) can
+Kronecker-factor; parameters anywhere else make ``all``/``kron`` fail."""
 
 
 class SubsetOfWeights(str, Enum):
@@ -225,6 +229,7 @@ def fit_laplace(
     pred_type, link_approx = PredType(pred_type), LinkApprox(link_approx)
     _check_predictive(pred_type, link_approx)
     device = next(network.parameters()).device
+    _check_supported(network, subset_of_weights, hessian_structure)
     la = _make_laplace(network, subset_of_weights, hessian_structure)
     with _quiet(), _translate_laplace_errors(network, subset_of_weights, hessian_structure):
         la.fit(_loader(train, device))
@@ -290,6 +295,36 @@ def _check_predictive(pred_type: PredType, link_approx: LinkApprox) -> None:
         )
 
 
+def kron_unsupported_layers(network: nn.Module) -> dict[str, str]:
+    """Qualified name → type of each module holding parameters that K-FAC cannot factor."""
+    return {
+        name: type(module).__name__
+        for name, module in network.named_modules()
+        if not isinstance(module, KRON_LAYERS) and any(True for _ in module.parameters(False))
+    }
+
+
+def _check_supported(
+    network: nn.Module, subset: SubsetOfWeights, structure: HessianStructure
+) -> None:
+    if subset is not SubsetOfWeights.ALL or structure is not HessianStructure.KRON:
+        return
+    unsupported = kron_unsupported_layers(network)
+    if unsupported:
+        raise ConfigError(_kron_message(unsupported))
+
+
+def _kron_message(unsupported: dict[str, str]) -> str:
+    listing = ", ".join(f"{kind} ('{name}')" for name, kind in unsupported.items())
+    return (
+        "Laplace with subset_of_weights='all' and hessian_structure='kron' needs every "
+        "parameter in an nn.Linear or nn.Conv2d layer (laplace-torch's K-FAC backend, "
+        f"curvlinops, supports no others), but this network has parameters in {listing}. "
+        "What works on this network: hessian_structure='diag' with subset_of_weights='all', "
+        "or subset_of_weights='last_layer' with any hessian_structure."
+    )
+
+
 def _loader(data: ArrayData, device: torch.device) -> DataLoader:
     return DataLoader(
         TensorDataset(data.x.to(device), data.y.to(device)), batch_size=FIT_BATCH_SIZE
@@ -313,6 +348,9 @@ def _translate_laplace_errors(
     except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
         if isinstance(exc, ConfigError):
             raise
+        unsupported = kron_unsupported_layers(network)
+        if "un-supported layers" in str(exc) and unsupported:
+            raise ConfigError(_kron_message(unsupported)) from exc
         layers = sorted({type(m).__name__ for m in network.modules() if not list(m.children())})
         raise ConfigError(
             f"laplace-torch cannot fit subset_of_weights='{subset.value}', "
