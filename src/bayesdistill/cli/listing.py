@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from bayesdistill.errors import ConfigError, did_you_mean
 
+NAME_WIDTH = 14
+"""Minimum width of the name column."""
+
 
 def registries() -> dict[str, object]:
     from bayesdistill.data import AUGMENTATIONS, DATASETS
-    from bayesdistill.losses import LOSSES
+    from bayesdistill.losses import FEATURE_LOSSES, LOSSES
     from bayesdistill.models import MODELS
     from bayesdistill.teachers import TEACHERS
 
@@ -16,6 +19,7 @@ def registries() -> dict[str, object]:
         "models": MODELS,
         "teachers": TEACHERS,
         "losses": LOSSES,
+        "feature_losses": FEATURE_LOSSES,
         "augmentations": AUGMENTATIONS,
     }
 
@@ -31,13 +35,21 @@ def render_registries(kind: str | None = None) -> str:
         if kind is not None and name != kind:
             continue
         lines.append(f"{name}:")
-        for entry_name, summary, options in registry.describe():  # type: ignore[attr-defined]
-            lines.append(f"  {entry_name:<14} {summary}")
+        entries = registry.describe()  # type: ignore[attr-defined]
+        width = max([NAME_WIDTH, *(len(entry_name) for entry_name, _, _ in entries)])
+        for entry_name, summary, options in entries:
+            lines.append(f"  {entry_name:<{width}} {summary}")
             for option in options:
-                lines.append(f"  {'':<14}   {option}")
+                lines.append(f"  {'':<{width}}   {option}")
+        if name == "feature_losses":
+            lines.append(
+                f"  {'':<{width}} (student features vs the teacher network's; use as terms of a "
+                "weighted-sum loss, e.g. {label: ce_w2, terms: [{name: onehot_ce}, "
+                "{name: w2_empirical, weight: 1.0e-4}]})"
+            )
         if name == "teachers":
             lines.append(
-                f"  {'none':<14} (study only) the one-hot baseline: the student without a teacher"
+                f"  {'none':<{width}} (study only) the one-hot baseline: the student without a teacher"
             )
         lines.append("")
     return "\n".join(lines)

@@ -2,8 +2,9 @@
 
 Components picked from a registry (dataset, model, loss, teacher kind, augmentation) are
 written as ``{name: <registered name>, <option>: <value>, ...}``; their options are the
-keyword-only parameters of the registered callable, validated by the registry. Everything
-else is a fixed, typed field; unknown keys are errors.
+keyword-only parameters of the registered callable, validated by the registry. A student
+loss may instead be a weighted sum ``{label: ..., terms: [{name, weight, <options>}, ...]}``
+(`LossConfig`). Everything else is a fixed, typed field; unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -11,13 +12,21 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from bayesdistill.data import AUGMENTATIONS, DATASETS, Standardization
-from bayesdistill.losses import LOSSES
+from bayesdistill.losses import LOSSES, loss_kind
 from bayesdistill.models import MODELS
 from bayesdistill.registry import Registry
 from bayesdistill.teachers import TEACHERS
+from bayesdistill.train.objective import LossTerm, check_combination, check_term
 from bayesdistill.train.settings import TrainSettings
 
 NO_TEACHER = "none"
@@ -66,20 +75,126 @@ class ModelConfig(NamedSpec):
     registry = MODELS
 
 
-class LossConfig(NamedSpec):
-    """A loss from the loss registry with its hyper-parameters.
+class LossTermConfig(BaseModel):
+    """One term ``weight · loss`` of a composite loss: ``{name, weight, label, <options>}``.
 
-    ``label`` names it in results and folders (default: the name), so one study can
-    compare, e.g., KD at T = 1 and at T = 4.
+    ``name`` is a loss of the loss registry (on logits) or of the feature-loss registry (on
+    penultimate features); the other keys are its options, validated by that registry.
+    ``label`` names the term in the logs (``train_loss/<label>``; default: the name). A
+    bare string ``"onehot_ce"`` is shorthand for ``{name: onehot_ce}``.
     """
 
-    registry = LOSSES
+    model_config = ConfigDict(extra="allow")
 
+    name: str
+    weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)
     label: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _validate_options(self) -> LossTermConfig:
+        checked = check_term(LossTerm(self.name, self.weight, self.options, self.label))
+        for key, value in checked.options.items():
+            self.__pydantic_extra__[key] = value  # type: ignore[index]
+        return self
 
     @property
     def key(self) -> str:
         return self.label or self.name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def to_term(self) -> LossTerm:
+        return LossTerm(self.name, self.weight, self.options, self.label)
+
+
+class LossConfig(BaseModel):
+    """A student loss: one registered loss, or a weighted sum of named terms.
+
+    Single form ``{name: kd, label: kd_T4, alpha: 0.9, temperature: 4.0}``: a loss of the
+    loss registry with its hyper-parameters. Composite form ``{label: kd_w2, terms:
+    [{name: kd, alpha: 0.9}, {name: w2_empirical, weight: 1.0e-4}]}``: the objective
+    ``Σ_i weight_i · term_i`` (see `LossTermConfig`), whose terms are logged one by one.
+
+    ``label`` names the loss in results and folders (default: the name, or the term labels
+    joined by ``+``), so one study can compare, e.g., KD at T = 1 and at T = 4. A bare
+    string ``"kd"`` is shorthand for ``{name: kd}``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    label: str | None = None
+    terms: list[LossTermConfig] | None = Field(None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _validate(self) -> LossConfig:
+        options = self.options
+        if self.terms is None:
+            if self.name is None:
+                raise ValueError(
+                    "a loss needs a `name` (e.g. {name: kd}) or `terms` (e.g. {label: kd_w2, "
+                    "terms: [{name: kd}, {name: w2_empirical, weight: 1.0e-4}]})"
+                )
+            if loss_kind(self.name) == "feature":
+                check_combination([self.name], [self.name])  # explains what to add
+            validated = LOSSES.validate_options(self.name, options)
+            for key, value in validated.items():
+                self.__pydantic_extra__[key] = value  # type: ignore[index]
+            return self
+        if self.name is not None:
+            raise ValueError(
+                f"give either `name` ('{self.name}') or `terms`, not both; a composite loss "
+                "names each of its terms"
+            )
+        if options:
+            raise ValueError(
+                f"a composite loss takes options per term; move {sorted(options)} into the "
+                "terms they belong to"
+            )
+        check_combination([t.key for t in self.terms], [t.name for t in self.terms])
+        if self.label is None:
+            self.label = "+".join(t.key for t in self.terms)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``terms`` out of a single loss (a composite keeps ``name: null``, which
+        readers of saved configs may look up)."""
+        data = handler(self)
+        if data.get("terms", ()) is None:
+            del data["terms"]
+        return data
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name or ""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The single loss's options (empty for a composite: its terms hold them)."""
+        return dict(self.model_extra or {})
+
+    @property
+    def is_composite(self) -> bool:
+        return self.terms is not None
+
+    def spec(self) -> str | list[LossTerm]:
+        """What `bayesdistill.train.distill` takes as ``loss``: the name, or the terms."""
+        if self.terms is None:
+            return self.name  # type: ignore[return-value]
+        return [t.to_term() for t in self.terms]
 
 
 class AugmentConfig(NamedSpec):
@@ -237,6 +352,7 @@ __all__ = [
     "DataConfig",
     "ExperimentConfig",
     "LossConfig",
+    "LossTermConfig",
     "ModelConfig",
     "NamedSpec",
     "StudentConfig",

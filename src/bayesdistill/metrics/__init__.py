@@ -1,4 +1,4 @@
-"""Metrics: accuracy, NLL, ECE, Brier, distance to the exact BCPs, curve fluctuation."""
+"""Metrics: accuracy, NLL, ECE, Brier, distance to the exact BCPs, curve fluctuation, ROC AUC."""
 
 from bayesdistill.metrics.classification import (
     ECE_BINS,
@@ -14,6 +14,7 @@ from bayesdistill.metrics.classification import (
     nll,
 )
 from bayesdistill.metrics.curves import fluctuation, moving_average
+from bayesdistill.metrics.ranking import roc_auc
 
 __all__ = [
     "ECE_BINS",
@@ -29,4 +30,5 @@ __all__ = [
     "mean_total_variation",
     "moving_average",
     "nll",
+    "roc_auc",
 ]

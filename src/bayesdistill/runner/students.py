@@ -16,8 +16,9 @@ import torch
 from bayesdistill.config.schema import LossConfig, StudentConfig
 from bayesdistill.data import AUGMENTATIONS, DataSplits, per_class_subset
 from bayesdistill.data.augment import Compose
+from bayesdistill.errors import ConfigError
 from bayesdistill.io import read_json, write_json
-from bayesdistill.losses import needs_teacher
+from bayesdistill.losses import check_num_classes, loss_kind, needs_teacher
 from bayesdistill.runner.common import (
     STUDENT_BATCH_STREAM,
     STUDENT_INIT_STREAM,
@@ -33,6 +34,27 @@ from bayesdistill.teachers import Teacher, check_teacher_matches
 from bayesdistill.train import distill
 
 STUDENTS_DIR = "students"
+COMPOSITE = "composite"
+"""The ``loss`` of a student summary whose loss is a weighted sum (see ``loss_terms``)."""
+
+
+def uses_teacher(loss: LossConfig) -> bool:
+    """Whether ``loss`` reads the teacher: its probabilities or its features."""
+    if loss.terms is None:
+        return needs_teacher(loss.name or "")
+    return any(loss_kind(t.name) == "feature" or needs_teacher(t.name) for t in loss.terms)
+
+
+def check_student_losses(config: StudentConfig, num_classes: int) -> None:
+    """Refuse, before any training, student losses that cannot run on ``num_classes``
+    classes (2-class-only losses such as ``distilled_ranking`` need C = 2)."""
+    for loss in config.losses:
+        names = [loss.name] if loss.terms is None else [t.name for t in loss.terms]
+        for name in names:
+            try:
+                check_num_classes(name or "", num_classes)
+            except ConfigError as exc:
+                raise ConfigError(f"student loss '{loss.key}': {exc}") from None
 
 
 def student_indices(config: StudentConfig, splits: DataSplits, seed: int) -> torch.Tensor:
@@ -80,8 +102,8 @@ def train_student(
         else None
     )
     distilled = teacher is not None and loss is not None
-    if distilled and not needs_teacher(loss.name):
-        log.warning("student '%s': loss '%s' ignores the teacher", label, loss.name)
+    if distilled and not uses_teacher(loss):
+        log.warning("student '%s': loss '%s' ignores the teacher", label, loss.key)
     probs = None
     if distilled and augment is None:
         check_teacher_matches(teacher, splits.num_classes, "training data")
@@ -94,7 +116,7 @@ def train_student(
         network,
         train,
         teacher if distilled else None,
-        loss=loss.name if distilled else "onehot_ce",
+        loss=loss.spec() if distilled else "onehot_ce",
         loss_options=loss.options if distilled else None,
         settings=config.train,
         seed=derive_seed(seed, STUDENT_BATCH_STREAM),
@@ -106,19 +128,20 @@ def train_student(
         progress=progress,
         description=f"seed {seed} student <- {label}",
     )
-    loss_name = loss.name if distilled else "onehot_ce"
-    loss_options = loss.options if distilled else {}
+    loss_name = (loss.name or COMPOSITE) if distilled else "onehot_ce"
     save_network(folder / "student.pt", result.model)
     summary = {
         "label": label,
         "loss": loss_name,
         "loss_label": loss.key if distilled else loss_name,
-        "loss_options": loss_options,
+        "loss_options": loss.options if distilled else {},
         "n_train": len(train),
         "final": result.final,
         "fluctuation": curve_fluctuation(result.history),
         "seconds": time.perf_counter() - tic,
     }
+    if distilled and loss.is_composite:
+        summary["loss_terms"] = [term.model_dump(mode="json") for term in loss.terms or []]
     write_json(summary_file, summary)
     final = result.final
     log.info(

@@ -1,8 +1,24 @@
-"""Training: SGD on in-memory data with per-epoch metrics, atomic checkpoints and resume."""
+"""Training: SGD on in-memory data with per-epoch metrics, atomic checkpoints and resume;
+step objectives (one loss or a weighted sum of loss and feature-loss terms)."""
 
 from bayesdistill.train.batches import Batch, TensorBatches
-from bayesdistill.train.distill import distill
+from bayesdistill.train.distill import LossSpec, distill
+from bayesdistill.train.features import (
+    OnlineFeatures,
+    check_feature_dims,
+    feature_network,
+    features_in_batches,
+)
 from bayesdistill.train.loop import FitResult, fit, sgd_step
+from bayesdistill.train.objective import (
+    LogitLoss,
+    LossFn,
+    LossTerm,
+    Objective,
+    StepInputs,
+    WeightedSum,
+    check_terms,
+)
 from bayesdistill.train.optim import LRFactor, build_optimizer, build_scheduler
 from bayesdistill.train.settings import OptimizerName, ScheduleName, TrainSettings
 from bayesdistill.train.targets import CachedTargets, OnlineTargets, predict_in_batches
@@ -12,14 +28,26 @@ __all__ = [
     "CachedTargets",
     "FitResult",
     "LRFactor",
+    "LogitLoss",
+    "LossFn",
+    "LossSpec",
+    "LossTerm",
+    "Objective",
+    "OnlineFeatures",
     "OnlineTargets",
     "OptimizerName",
     "ScheduleName",
+    "StepInputs",
     "TensorBatches",
     "TrainSettings",
+    "WeightedSum",
     "build_optimizer",
     "build_scheduler",
+    "check_feature_dims",
+    "check_terms",
     "distill",
+    "feature_network",
+    "features_in_batches",
     "fit",
     "predict_in_batches",
     "sgd_step",

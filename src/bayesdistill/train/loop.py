@@ -5,6 +5,12 @@ A run folder holds ``metrics.jsonl`` (one record per evaluation point) and
 of every epoch). Calling `fit` again with ``resume=True`` on a killed run replays the
 interrupted epoch with the same batch order and random state, so it ends with exactly the
 weights an uninterrupted run would have.
+
+What a step minimises is an *objective* (`bayesdistill.train.objective`): a plain loss
+``(logits, teacher_probs, labels) -> scalar`` given as ``loss_fn``, or an `Objective`
+that receives the batch with its runtime inputs (the fractional epoch) and may return
+named terms, which are logged as ``train_loss/<name>`` (their mean since the last
+evaluation point) next to ``train_loss`` (the total).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from bayesdistill.errors import CheckpointError
 from bayesdistill.io import JsonLines, load_torch, remove_stale_temporaries, save_torch
 from bayesdistill.seeding import generator, seeded
 from bayesdistill.train.batches import TensorBatches
+from bayesdistill.train.objective import LogitLoss, LossFn, Objective, StepInputs
 from bayesdistill.train.optim import build_optimizer, build_scheduler
 from bayesdistill.train.settings import TrainSettings
 from bayesdistill.train.targets import TargetSource
@@ -38,8 +45,9 @@ METRICS_NAME = "metrics.jsonl"
 SHOWN_IN_PROGRESS_BAR = ("train_loss", "val_accuracy", "test_accuracy")
 RESUMABLE_OPTIMIZER_ATTRS = ("current_step",)
 """Optimiser attributes missing from ``state_dict()`` (IVON's step counter) but saved."""
+TERM_PREFIX = "train_loss/"
+"""Metrics key prefix of the named loss terms of an objective."""
 
-LossFn = Callable[[Tensor, Tensor | None, Tensor], Tensor]
 Evaluator = Callable[[nn.Module], Mapping[str, float]]
 
 
@@ -79,7 +87,8 @@ def fit(
     model: nn.Module,
     train: ArrayData,
     *,
-    loss_fn: LossFn,
+    loss_fn: LossFn | None = None,
+    objective: Objective | None = None,
     settings: TrainSettings,
     seed: int,
     targets: TargetSource | None = None,
@@ -99,6 +108,8 @@ def fit(
         model: the network; its parameters' device is used for everything.
         train: the training set (moved to the model's device once).
         loss_fn: ``loss_fn(logits, teacher_probs | None, labels) -> scalar``.
+        objective: instead of ``loss_fn``, ``objective(model, StepInputs) -> (loss, terms)``
+            (e.g. a `WeightedSum`); give exactly one of the two.
         settings: epochs, batch size, optimiser and schedule.
         seed: seeds the batch order, augmentation and layers that draw random numbers.
         targets: teacher probabilities per batch (None for one-hot training).
@@ -112,6 +123,9 @@ def fit(
         description: label of the progress bar.
         fingerprint_extra: more facts that must match for a checkpoint to be resumed.
     """
+    if (loss_fn is None) == (objective is None):
+        raise TypeError("fit needs exactly one of loss_fn and objective")
+    objective = objective if objective is not None else LogitLoss(loss_fn)  # type: ignore[arg-type]
     device = next(model.parameters()).device
     train = train.to(device)
     batches = TensorBatches(train, settings.batch_size, seed=seed, drop_last=settings.drop_last)
@@ -151,19 +165,27 @@ def fit(
             model.train()
             aug_gen = generator(seed, epoch, 1) if augment is not None else None
             tic, running, count = time.perf_counter(), 0.0, 0
+            running_terms: dict[str, float] = {}
             for b, batch in enumerate(batches.epoch(epoch)):
                 x = augment(batch.x, aug_gen) if augment is not None else batch.x
                 soft = targets(x, batch.index) if targets is not None else None
+                inputs = StepInputs(x, batch.y, batch.index, soft, epoch + b / steps_per_epoch)
+                step_terms: list[Mapping[str, Tensor]] = []
 
                 def compute_loss(
-                    x: Tensor = x, y: Tensor = batch.y, soft: Tensor | None = soft
+                    inputs: StepInputs = inputs, seen: list[Mapping[str, Tensor]] = step_terms
                 ) -> Tensor:
-                    return loss_fn(model(x), soft, y)
+                    loss, terms = objective(model, inputs)
+                    if terms:
+                        seen.append(terms)
+                    return loss
 
                 loss = float(step(model, optimizer, compute_loss))
                 scheduler.step()
                 running += loss
                 count += 1
+                if step_terms:
+                    _accumulate(running_terms, step_terms)
                 if not math.isfinite(loss):
                     raise FloatingPointError(
                         f"{description}: loss became {loss} at epoch {epoch}, batch {b}; "
@@ -176,12 +198,15 @@ def fit(
                         "lr": optimizer.param_groups[0]["lr"],
                         "train_loss": running / count,
                     }
+                    for name, total in running_terms.items():
+                        record[TERM_PREFIX + name] = total / count
                     if evaluate is not None:
                         with torch.no_grad():
                             record.update(evaluate(model))
                         model.train()
                     record["seconds"] = time.perf_counter() - tic
                     running, count = 0.0, 0
+                    running_terms = {}
                     history.append(record)
                     if log is not None:
                         log.append(record)
@@ -203,6 +228,16 @@ def fit(
     bar.close()
     model.eval()
     return FitResult(model, history, start_epoch)
+
+
+def _accumulate(running: dict[str, float], step_terms: list[Mapping[str, Tensor]]) -> None:
+    """Add one step's term values to ``running``, averaged over the step's loss
+    evaluations (a step function such as IVON's may make several). Summed as Python floats
+    like ``train_loss``; the step has synchronised already, so reading them costs no wait."""
+    for name in step_terms[0]:
+        running[name] = running.get(name, 0.0) + sum(
+            float(terms[name]) for terms in step_terms
+        ) / len(step_terms)
 
 
 def _eval_points(steps_per_epoch: int, evals_per_epoch: int) -> dict[int, float]:
