@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses.response import _need_teacher, temper_probs
+from bayesdistill.losses.response import require_teacher_probs, temper_probs
 
 PEARSON_EPS = 1e-8
 """Added to the product of norms in the Pearson correlation (the official code's value)."""
@@ -62,7 +62,7 @@ def dist(
         raise ConfigError(f"dist temperature must be positive, got {temperature}")
     if kd_weight < 0:
         raise ConfigError(f"dist kd_weight must be non-negative, got {kd_weight}")
-    teacher = _need_teacher(teacher_probs, "dist")
+    teacher = require_teacher_probs(teacher_probs, "dist")
     inter, intra = dist_terms(student_logits, teacher, temperature=temperature)
     kd_term = temperature**2 * (beta * inter + gamma * intra)
     return F.cross_entropy(student_logits, targets) + kd_weight * kd_term

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses.response import _need_teacher, linear_warmup, tempered_log_probs
+from bayesdistill.losses.response import linear_warmup, require_teacher_probs, tempered_log_probs
 
 
 def dkd(
@@ -73,7 +73,7 @@ def dkd(
         raise ConfigError(f"dkd temperature must be positive, got {temperature}")
     if warmup_epochs < 0:
         raise ConfigError(f"dkd warmup_epochs must be non-negative (0: none), got {warmup_epochs}")
-    teacher = _need_teacher(teacher_probs, "dkd")
+    teacher = require_teacher_probs(teacher_probs, "dkd")
     ce = F.cross_entropy(student_logits, targets)
     weight = linear_warmup(epoch, warmup_epochs)
     if weight == 0.0:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses.response import _need_teacher
+from bayesdistill.losses.response import require_teacher_probs
 
 
 def weighted_negatives(
@@ -32,7 +32,7 @@ def weighted_negatives(
     cross-entropy; a label to which the teacher gives probability 1 drops out of the
     normaliser. The loss has no hyper-parameters.
     """
-    teacher = _need_teacher(teacher_probs, "weighted_negatives")
+    teacher = require_teacher_probs(teacher_probs, "weighted_negatives")
     weights = (1.0 - teacher.to(student_logits.dtype)).clamp_min(0.0)
     weights = weights.scatter(1, targets[:, None], 1.0)
     # log Σ α e^f = logsumexp(f + log α); log 0 = −∞ drops a class without NaN gradients
@@ -62,7 +62,7 @@ def distilled_ranking(
     loss. A batch without any weighted pair gives 0. The loss has no published CIFAR-100
     recipe: it is for binary tasks.
     """
-    teacher = None if use_labels else _need_teacher(teacher_probs, "distilled_ranking")
+    teacher = None if use_labels else require_teacher_probs(teacher_probs, "distilled_ranking")
     if student_logits.ndim != 2 or student_logits.shape[1] != 2:
         raise ConfigError(
             "distilled_ranking is for binary tasks: it needs 2-class logits (B, 2), got "

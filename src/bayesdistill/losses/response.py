@@ -78,7 +78,7 @@ def soft_ce(student_logits: Tensor, teacher_probs: Tensor | None, targets: Tenso
     (2026, eq. BCP-risk): its minimiser is softmax(z) = p* and every per-sample gradient
     (softmax(z) − p) vanishes there (interpolation).
     """
-    return soft_cross_entropy(student_logits, _need_teacher(teacher_probs, "soft_ce"))
+    return soft_cross_entropy(student_logits, require_teacher_probs(teacher_probs, "soft_ce"))
 
 
 def kd(
@@ -100,7 +100,7 @@ def kd(
         raise ConfigError(f"kd alpha must lie in [0, 1], got {alpha}")
     if temperature <= 0:
         raise ConfigError(f"kd temperature must be positive, got {temperature}")
-    teacher = _need_teacher(teacher_probs, "kd") if alpha > 0.0 else None
+    teacher = require_teacher_probs(teacher_probs, "kd") if alpha > 0.0 else None
     if teacher is None:
         return F.cross_entropy(student_logits, targets)
     # KL(q_T ‖ softmax(z/T)) with q_T in log space; one fused kernel (kl_div) keeps the
@@ -118,7 +118,7 @@ def kd(
     )
 
 
-def _need_teacher(teacher_probs: Tensor | None, name: str) -> Tensor:
+def require_teacher_probs(teacher_probs: Tensor | None, name: str) -> Tensor:
     if teacher_probs is None:
         raise ConfigError(
             f"loss '{name}' needs teacher probabilities; use 'onehot_ce' without a teacher"

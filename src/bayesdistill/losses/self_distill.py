@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses.response import _need_teacher, linear_warmup, temper_probs
+from bayesdistill.losses.response import linear_warmup, require_teacher_probs, temper_probs
 
 
 def self_distill(
@@ -65,7 +65,7 @@ def self_distill(
         raise ConfigError(f"self_distill temperature must be positive, got {temperature}")
     if lam == 0.0:
         return F.cross_entropy(student_logits, targets)
-    teacher = _need_teacher(teacher_probs, "self_distill")
+    teacher = require_teacher_probs(teacher_probs, "self_distill")
     weight = lam * linear_warmup(epoch, ramp_epochs)
     dtype = student_logits.dtype
     onehot = F.one_hot(targets, student_logits.shape[1]).to(dtype)

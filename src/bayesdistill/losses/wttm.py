@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses.response import _need_teacher
+from bayesdistill.losses.response import require_teacher_probs
 
 
 def wttm(
@@ -54,7 +54,7 @@ def wttm(
         raise ConfigError(f"wttm gamma must be positive (gamma = 1/T), got {gamma}")
     if beta < 0:
         raise ConfigError(f"wttm beta must be non-negative, got {beta}")
-    teacher = _need_teacher(teacher_probs, "wttm")
+    teacher = require_teacher_probs(teacher_probs, "wttm")
     log_powered = gamma * teacher.clamp_min(0.0).log()
     log_norm = torch.logsumexp(log_powered, dim=1, keepdim=True)
     transformed = (log_powered - log_norm).exp()

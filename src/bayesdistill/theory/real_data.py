@@ -53,7 +53,7 @@ def run(
     study = ctx.out / "study"
     run_study(study_config, study, resume=study.exists(), progress=ctx.progress)
     splits = load_data(study_config.data)
-    kinds = [k for k in study_config.teachers]
+    kinds = list(study_config.teachers)
     labels = [k.key for k in kinds]
     names = {k.key: k.name for k in kinds}
 

@@ -25,7 +25,7 @@ import yaml
 
 from bayesdistill.config.loading import apply_override, format_validation_error
 from bayesdistill.errors import ConfigError
-from bayesdistill.io import read_json, write_json, write_text
+from bayesdistill.io import write_json, write_text
 from bayesdistill.registry import Registry
 from bayesdistill.theory import (
     convergence,
@@ -217,8 +217,3 @@ def combined_report(results: dict[str, ExperimentResult], quick: bool, seconds: 
         ]
         lines += [f"![{Path(f).stem}]({name}/{f})" for f in result.figures] + [""]
     return "\n".join(lines)
-
-
-def read_timing(out: Path) -> float | None:
-    path = out / "timing.json"
-    return read_json(path)["seconds"] if path.is_file() else None
