@@ -203,15 +203,41 @@ def test_training_resumes_to_the_same_posterior(tiny_splits, tmp_path):
         assert torch.equal(p, q), name
 
 
-def test_layers_it_cannot_convert_are_named():
-    class Normalised(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.body = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU())
-            self.head = nn.Linear(8, 3)
+class Normalised(nn.Module):
+    """Linear → BatchNorm1d → ReLU → linear head: the shape of every CIFAR zoo network."""
 
-    with pytest.raises(ConfigError, match="layer 'body.1' is a BatchNorm1d with parameters"):
-        to_mean_field(Normalised())  # type: ignore[arg-type]
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def test_normalisation_layers_stay_point_estimates_that_the_elbo_fits():
+    with seeded(0):
+        network = Normalised()
+    converted = to_mean_field(network)  # type: ignore[arg-type]
+    assert isinstance(converted.body[1], nn.BatchNorm1d)
+    layers = [m for m in converted.modules() if isinstance(m, MeanFieldLayer)]
+    assert len(layers) == 2  # body.0 and head
+    # the KL counts the two mean-field layers only; BatchNorm adds no KL
+    assert torch.allclose(network_kl(converted), layers[0].kl() + layers[1].kl())
+    # the data term trains BatchNorm's scale and shift
+    with sampling(converted, generator(0)):
+        loss = F.cross_entropy(converted(torch.randn(16, 4)), torch.randint(0, 3, (16,)))
+    loss.backward()
+    assert converted.body[1].weight.grad is not None
+    assert converted.body[1].weight.grad.abs().sum() > 0
+
+
+def test_networks_without_convertible_layers_are_refused():
+    with pytest.raises(ConfigError, match="has none .*BatchNorm1d"):
+        to_mean_field(nn.Sequential(nn.BatchNorm1d(4)))  # type: ignore[arg-type]
+
+
+def test_layers_it_cannot_convert_are_named():
     with pytest.raises(ConfigError, match="zero padding only"):
         MeanFieldLayer(
             nn.Conv1d(1, 2, 3, padding=1, padding_mode="circular"), prior_std=1, init_std=1

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bayesdistill.data.augment import GaussianNoise
+from bayesdistill.errors import ConfigError
 from bayesdistill.losses import onehot_ce, soft_ce
 from bayesdistill.teachers import DeterministicTeacher
 from bayesdistill.train import (
@@ -153,3 +154,34 @@ def test_distill_rejects_a_teacher_with_other_classes(tiny_splits, trained_mlp):
     five = ArrayData(tiny_splits.train.x, tiny_splits.train.y, 5)
     with pytest.raises(DataError, match="predicts 3 classes but the training data has 5"):
         distill(make_mlp(tiny_splits), five, DeterministicTeacher(trained_mlp), progress=False)
+
+
+def test_gradient_clipping_bounds_each_step_by_lr_times_the_norm(tiny_splits):
+    """Plain SGD (no momentum, no decay) moves the weights by lr·g; with clipping the move
+    is lr·g·min(1, c/‖g‖): exactly lr·c for a loss scaled so that ‖g‖ ≫ c."""
+    def huge(logits, teacher, y):
+        return 1e4 * onehot_ce(logits, teacher, y)
+
+    moves = {}
+    for clip in (None, 0.5):
+        model = make_mlp(tiny_splits)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        settings = TrainSettings(
+            epochs=1,
+            batch_size=len(tiny_splits.train),
+            lr=0.01,
+            momentum=0.0,
+            weight_decay=0.0,
+            schedule="constant",
+            grad_clip_norm=clip,
+        )
+        fit(model, tiny_splits.train, loss_fn=huge, settings=settings, seed=0, progress=False)
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        moves[clip] = float((after - before).norm())
+    assert moves[0.5] == pytest.approx(0.01 * 0.5, rel=1e-4)
+    assert moves[None] > 100 * moves[0.5]
+
+
+def test_gradient_clipping_must_be_positive():
+    with pytest.raises(ConfigError, match="grad_clip_norm must be positive"):
+        TrainSettings(grad_clip_norm=0.0)

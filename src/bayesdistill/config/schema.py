@@ -125,6 +125,11 @@ class LossConfig(BaseModel):
     ``label`` names the loss in results and folders (default: the name, or the term labels
     joined by ``+``), so one study can compare, e.g., KD at T = 1 and at T = 4. A bare
     string ``"kd"`` is shorthand for ``{name: kd}``.
+
+    ``teachers`` (optional) restricts the loss to these teacher-kind labels; by default a
+    study trains one student per (loss, teacher kind). It lets one study give each teacher
+    kind its own hyper-parameters, e.g. the paper's KD (α, T) = (0.5, 4) for the
+    deterministic teacher and (1.0, 2) for the Laplace teacher.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -132,6 +137,7 @@ class LossConfig(BaseModel):
     name: str | None = None
     label: str | None = None
     terms: list[LossTermConfig] | None = Field(None, min_length=1)
+    teachers: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -173,8 +179,9 @@ class LossConfig(BaseModel):
         """Leave ``terms`` out of a single loss (a composite keeps ``name: null``, which
         readers of saved configs may look up)."""
         data = handler(self)
-        if data.get("terms", ()) is None:
-            del data["terms"]
+        for key in ("terms", "teachers"):
+            if key in data and data[key] is None:
+                del data[key]
         return data
 
     @property
@@ -189,6 +196,10 @@ class LossConfig(BaseModel):
     @property
     def is_composite(self) -> bool:
         return self.terms is not None
+
+    def applies_to(self, teacher_label: str) -> bool:
+        """Whether a study distils a student with this loss from that teacher kind."""
+        return self.teachers is None or teacher_label in self.teachers
 
     def spec(self) -> str | list[LossTerm]:
         """What `bayesdistill.train.distill` takes as ``loss``: the name, or the terms."""
@@ -259,10 +270,15 @@ def _default_student_model() -> ModelConfig:
 
 
 class TeacherNetworkConfig(_Strict):
-    """The network every network-based teacher kind is built from, and its training."""
+    """The network every network-based teacher kind is built from, and its training.
+
+    ``augment`` applies to the network's training and to every teacher kind that trains a
+    network of its own (IVON, MFVI, MSE, MCMI, ensemble members).
+    """
 
     model: ModelConfig = Field(default_factory=_default_teacher_model)
     train: TrainSettings = TrainSettings()
+    augment: list[AugmentConfig] = Field(default_factory=list)
 
 
 class StudentConfig(_Strict):
@@ -311,6 +327,18 @@ class ExperimentConfig(_Strict):
     def _unique_labels(cls, kinds: list[TeacherKindConfig]) -> list[TeacherKindConfig]:
         _check_unique([k.key for k in kinds], "teacher kinds")
         return kinds
+
+    @model_validator(mode="after")
+    def _loss_teachers_exist(self) -> ExperimentConfig:
+        kinds = [k.key for k in self.teachers if k.name != NO_TEACHER]
+        for loss in self.student.losses:
+            unknown = sorted(set(loss.teachers or ()) - set(kinds))
+            if unknown:
+                raise ValueError(
+                    f"student loss '{loss.key}' names teacher kinds {unknown} in `teachers`, "
+                    f"which the study does not have; its teacher kinds are {kinds}"
+                )
+        return self
 
     @field_validator("seeds")
     @classmethod

@@ -85,10 +85,11 @@ def markdown(results: StudyResults) -> str:
     ]
     for loss in results.losses:
         spec = next(
-            (x for x in student["losses"] if (x.get("label") or x["name"]) == loss), {"name": loss}
+            (x for x in student["losses"] if (x.get("label") or x.get("name")) == loss),
+            {"name": loss},
         )
-        lines += [f"## Student loss `{loss}`: {spec['name']}({_options_text(spec)})", ""]
-        lines += _loss_table(results, loss)
+        lines += [f"## Student loss `{loss}`: {_loss_text(spec)}", ""]
+        lines += _loss_table(results, loss, spec.get("teachers"))
         lines.append("")
     distances = _teacher_distance_table(results, seeds)
     if distances:
@@ -107,8 +108,24 @@ def markdown(results: StudyResults) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _loss_table(results: StudyResults, loss: str) -> list[str]:
-    kinds, seeds = results.kinds, results.seeds
+def _loss_text(spec: dict[str, object]) -> str:
+    """``kd(alpha=0.9, temperature=4.0)``, or a composite's weighted sum of its terms."""
+    terms = spec.get("terms")
+    if not terms:
+        return f"{spec['name']}({_options_text(spec)})"
+    parts = []
+    for term in terms:  # type: ignore[attr-defined]
+        options = {k: v for k, v in term.items() if k != "weight"}
+        parts.append(f"{term.get('weight', 1.0):g}·{term['name']}({_options_text(options)})")
+    return "weighted sum " + " + ".join(parts)
+
+
+def _loss_table(results: StudyResults, loss: str, only: list[str] | None = None) -> list[str]:
+    """Rows of the one-hot student and of every teacher kind the loss distils from."""
+    seeds = results.seeds
+    kinds = [
+        k for k in results.kinds if only is None or k in only or results.kind_names[k] == NO_TEACHER
+    ]
     reference = next((k for k in kinds if results.kind_names[k] == "deterministic"), None)
     onehot = next((k for k in kinds if results.kind_names[k] == NO_TEACHER), None)
     has_bcp = bool(results.data.get("has_bcp"))
@@ -157,7 +174,9 @@ def _loss_table(results: StudyResults, loss: str) -> list[str]:
 
 def _options_text(spec: dict[str, object]) -> str:
     return ", ".join(
-        f"{k}={v}" for k, v in spec.items() if k not in ("name", "label") and v is not None
+        f"{k}={v}"
+        for k, v in spec.items()
+        if k not in ("name", "label", "teachers", "terms") and v is not None
     )
 
 

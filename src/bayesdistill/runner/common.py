@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bayesdistill.config.schema import DataConfig, ExperimentConfig, ModelConfig
-from bayesdistill.data import DATASETS, ArrayData, DataSplits, make_splits
+from bayesdistill.config.schema import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
+from bayesdistill.data import AUGMENTATIONS, DATASETS, ArrayData, DataSplits, make_splits
+from bayesdistill.data.augment import Augmentation, Compose
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import load_torch, save_torch
 from bayesdistill.metrics import classification_metrics
@@ -54,6 +55,13 @@ def load_data(config: DataConfig) -> DataSplits:
         seed=config.split_seed,
         standardize=config.standardize,
     )
+
+
+def build_augment(configs: list[AugmentConfig]) -> Augmentation | None:
+    """The configured batch augmentations in order, or None when there are none."""
+    if not configs:
+        return None
+    return Compose([AUGMENTATIONS.build(a.name, **a.options) for a in configs])
 
 
 def init_network(

@@ -7,7 +7,7 @@ from typing import Any
 
 from bayesdistill.config.schema import ExperimentConfig
 from bayesdistill.runner.common import load_data, log, resolve_device
-from bayesdistill.runner.students import train_student
+from bayesdistill.runner.students import check_student_losses, train_student
 from bayesdistill.runner.study import prepare_output
 from bayesdistill.runner.teachers import TEACHERS_DIR, run_teacher_stage
 from bayesdistill.teachers import SavableTeacher, load_teacher
@@ -56,6 +56,7 @@ def run_distill(
         loaded = load_teacher(teacher, device)
         log.info("distilling from %s teacher '%s'", loaded.kind, teacher)
     splits = load_data(config.data)
+    check_student_losses(config.student, splits.num_classes)
     if loaded is None:
         return [
             train_student(

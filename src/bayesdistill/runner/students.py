@@ -14,8 +14,7 @@ from typing import Any
 import torch
 
 from bayesdistill.config.schema import LossConfig, StudentConfig
-from bayesdistill.data import AUGMENTATIONS, DataSplits, per_class_subset
-from bayesdistill.data.augment import Compose
+from bayesdistill.data import DataSplits, per_class_subset
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import read_json, write_json
 from bayesdistill.losses import check_num_classes, loss_kind, needs_teacher
@@ -23,6 +22,7 @@ from bayesdistill.runner.common import (
     STUDENT_BATCH_STREAM,
     STUDENT_INIT_STREAM,
     STUDENT_SUBSET_STREAM,
+    build_augment,
     init_network,
     log,
     network_evaluator,
@@ -96,11 +96,7 @@ def train_student(
         return read_json(summary_file)
     index = student_indices(config, splits, seed)
     train = splits.train.subset(index).to(device)
-    augment = (
-        Compose([AUGMENTATIONS.build(a.name, **a.options) for a in config.augment])
-        if config.augment
-        else None
-    )
+    augment = build_augment(config.augment)
     distilled = teacher is not None and loss is not None
     if distilled and not uses_teacher(loss):
         log.warning("student '%s': loss '%s' ignores the teacher", label, loss.key)

@@ -25,7 +25,7 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.io import remove_stale_temporaries, write_json, write_text
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.common import experiment_summary, load_data, log, resolve_device
-from bayesdistill.runner.students import STUDENTS_DIR, train_student
+from bayesdistill.runner.students import STUDENTS_DIR, check_student_losses, train_student
 from bayesdistill.runner.teachers import TEACHERS_DIR, TRAIN_PROBS, run_teacher_stage
 
 CONFIG_NAME = "config.yaml"
@@ -65,6 +65,7 @@ def run_study(
     device = resolve_device(config.device)
     tic = time.perf_counter()
     splits = load_data(config.data)
+    check_student_losses(config.student, splits.num_classes)
     write_json(out / "data.json", experiment_summary(config, splits))
     log.info(
         "study: %s, %d train / %d val / %d test, %d classes, device %s, seeds %s",
@@ -97,7 +98,7 @@ def run_study(
             )
         for loss in config.student.losses:
             for kind in config.teachers:
-                if kind.name == NO_TEACHER:
+                if kind.name == NO_TEACHER or not loss.applies_to(kind.key):
                     continue
                 train_student(
                     config.student,

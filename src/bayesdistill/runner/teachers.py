@@ -26,6 +26,7 @@ from bayesdistill.metrics import fluctuation, mean_entropy
 from bayesdistill.models import Classifier
 from bayesdistill.runner.common import (
     TEACHER_INIT_STREAM,
+    build_augment,
     init_network,
     load_network,
     log,
@@ -93,6 +94,7 @@ def train_teacher_network(
         splits.train,
         loss_fn=onehot_ce,
         settings=config.teacher.train,
+        augment=build_augment(config.teacher.augment),
         seed=derive_seed(seed, TEACHER_INIT_STREAM),
         evaluate=network_evaluator(splits),
         run_dir=folder,
@@ -207,6 +209,7 @@ def run_teacher_stage(
         resume=resume,
         progress=progress,
         evaluate=network_evaluator(splits),
+        augment=build_augment(config.teacher.augment),
     )
     return {
         kind.key: build_teacher(

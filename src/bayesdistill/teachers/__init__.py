@@ -150,6 +150,7 @@ def build_ivon(
         mc_samples=mc_samples,
         num_samples=num_samples,
         evaluate=context.evaluate,
+        augment=context.augment,
         run_dir=context.run_dir,
         resume=context.resume,
         progress=context.progress,

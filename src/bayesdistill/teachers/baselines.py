@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.base import ArrayData
 from bayesdistill.errors import ConfigError
 from bayesdistill.losses.response import PROB_FLOOR
@@ -88,6 +89,7 @@ def train_mse_teacher(
     seed: int,
     target_space: TargetSpace = "softmax",
     evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    augment: Augmentation | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -101,6 +103,7 @@ def train_mse_teacher(
         settings=settings,
         seed=seed,
         evaluate=evaluate,
+        augment=augment,
         run_dir=run_dir,
         resume=resume,
         progress=progress,
@@ -195,6 +198,7 @@ def finetune_mcmi(
     seed: int,
     cmi_weight: float = 0.1,
     evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    augment: Augmentation | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -226,6 +230,7 @@ def finetune_mcmi(
         settings=settings,
         seed=seed,
         evaluate=evaluate,
+        augment=augment,
         run_dir=run_dir,
         resume=resume,
         progress=progress,

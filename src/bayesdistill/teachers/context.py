@@ -13,6 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
+from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.base import DataSplits
 from bayesdistill.data.synthetic import GaussianMixture
 from bayesdistill.errors import ConfigError
@@ -38,6 +39,8 @@ class TeacherContext:
         evaluate: metrics of a network at evaluation points of training.
         train_network: trains the network on first use where ``network`` is None
             (ensemble members: a member kind that needs no trained network costs none).
+        augment: the batch augmentation ``network`` was trained with; teachers that train
+            networks (IVON, MFVI, MSE, MCMI, ensemble members) train with it too.
     """
 
     splits: DataSplits
@@ -50,6 +53,7 @@ class TeacherContext:
     progress: bool = True
     evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None
     train_network: Callable[[], Classifier] | None = None
+    augment: Augmentation | None = None
 
     def need_network(self, kind: str) -> Classifier:
         if self.network is None and self.train_network is not None:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.base import ArrayData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
@@ -144,6 +145,7 @@ def train_ivon(
     clip_radius: float = float("inf"),
     num_samples: int = 10,
     evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    augment: Augmentation | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -181,6 +183,7 @@ def train_ivon(
         settings=replace(settings, nesterov=False),
         seed=seed,
         evaluate=evaluate,
+        augment=augment,
         run_dir=run_dir,
         resume=resume,
         optimizer=optimizer,

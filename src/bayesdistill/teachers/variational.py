@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.base import ArrayData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
@@ -199,17 +200,16 @@ def to_mean_field(
     """A copy of ``network`` whose Linear/Conv1d/Conv2d layers are `MeanFieldLayer`s.
 
     The posterior means start at the network's weights. ``prior_std=None`` gives each
-    layer the prior N(0, 1/fan_in). Raises `ConfigError` naming the first layer with
-    parameters that is not one of those (e.g. BatchNorm).
+    layer the prior N(0, 1/fan_in). Parameters of other layers (BatchNorm's scale and
+    shift) stay point estimates, fitted by the data term of the ELBO alongside the
+    variational parameters: the usual treatment of normalisation layers in Bayes by
+    backprop (and in the paper's VI teacher, which is variational on conv/linear layers).
     """
-    for name, module in network.named_modules():
-        if type(module) not in SUPPORTED_LAYERS and any(True for _ in module.parameters(False)):
-            raise ConfigError(
-                f"mean-field VI supports networks whose parameters all sit in nn.Linear, "
-                f"nn.Conv1d or nn.Conv2d layers; layer '{name}' is a {type(module).__name__} "
-                "with parameters. Use a model without it (e.g. no normalisation layers), or "
-                "a Laplace ('diag', all weights) or IVON teacher, which handle any layer."
-            )
+    if not any(type(m) in SUPPORTED_LAYERS for m in network.modules()):
+        raise ConfigError(
+            "mean-field VI needs nn.Linear, nn.Conv1d or nn.Conv2d layers; the network has "
+            f"none (its layers: {sorted({type(m).__name__ for m in network.modules()})})"
+        )
     converted = copy.deepcopy(network)
     targets = [(n, m) for n, m in converted.named_modules() if type(m) in SUPPORTED_LAYERS]
     for name, module in targets:
@@ -370,6 +370,7 @@ def train_mfvi(
     kl_anneal_fraction: float = KL_ANNEAL_FRACTION,
     num_samples: int = 10,
     evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    augment: Augmentation | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -419,6 +420,7 @@ def train_mfvi(
         settings=settings,
         seed=seed,
         evaluate=evaluate,
+        augment=augment,
         run_dir=run_dir,
         resume=resume,
         progress=progress,

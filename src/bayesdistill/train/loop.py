@@ -70,6 +70,22 @@ def sgd_step(
     return loss.detach()
 
 
+def clipped_step(max_norm: float) -> StepFn:
+    """`sgd_step` with the gradient rescaled to L2 norm ≤ ``max_norm`` before the update."""
+
+    def step(
+        model: nn.Module, optimizer: torch.optim.Optimizer, compute_loss: Callable[[], Tensor]
+    ) -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = compute_loss()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
 @dataclass
 class FitResult:
     """The trained model and its learning curve (the records of ``metrics.jsonl``)."""
@@ -118,7 +134,8 @@ def fit(
         run_dir: where ``metrics.jsonl`` and ``checkpoint.pt`` go (None: keep nothing).
         resume: continue from ``run_dir/checkpoint.pt`` if it exists.
         optimizer: a ready optimiser (e.g. IVON); default: built from ``settings``.
-        step: how one optimisation step is taken (e.g. `ivon_step`).
+        step: how one optimisation step is taken (e.g. `ivon_step`); the default clips
+            gradients when ``settings.grad_clip_norm`` is set.
         progress: show a progress bar.
         description: label of the progress bar.
         fingerprint_extra: more facts that must match for a checkpoint to be resumed.
@@ -132,6 +149,8 @@ def fit(
     steps_per_epoch = len(batches)
     optimizer = optimizer or build_optimizer(model.parameters(), settings)
     scheduler = build_scheduler(optimizer, settings, steps_per_epoch)
+    if settings.grad_clip_norm is not None and step is sgd_step:
+        step = clipped_step(settings.grad_clip_norm)
     fingerprint = _fingerprint(model, train, settings, seed, optimizer, fingerprint_extra)
 
     run = Path(run_dir) if run_dir is not None else None

@@ -48,6 +48,10 @@ class TrainSettings:
         warmup_epochs: linear warm-up from 0 over this many epochs.
         evals_per_epoch: evaluation points per epoch (learning-curve resolution).
         drop_last: drop the last incomplete batch of each epoch.
+        grad_clip_norm: rescale each step's gradient to at most this L2 norm (over all
+            parameters; ``torch.nn.utils.clip_grad_norm_``); None = no clipping. Losses
+            with large scales (DKD's β·T² = 128, DIST's w·τ² = 32) can make plain SGD
+            diverge on networks without normalisation layers. IVON has its own clipping.
     """
 
     __pydantic_config__ = pydantic.ConfigDict(extra="forbid")
@@ -65,6 +69,7 @@ class TrainSettings:
     warmup_epochs: float = 0.0
     evals_per_epoch: int = 1
     drop_last: bool = False
+    grad_clip_norm: float | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -82,6 +87,10 @@ class TrainSettings:
                 f"warmup_epochs must lie in [0, epochs), got {self.warmup_epochs}",
             ),
             (not self.nesterov or self.momentum > 0, "nesterov needs momentum > 0"),
+            (
+                self.grad_clip_norm is None or self.grad_clip_norm > 0,
+                f"grad_clip_norm must be positive (or null), got {self.grad_clip_norm}",
+            ),
             (
                 all(0 < m <= self.epochs for m in self.milestones),
                 f"milestones must lie in (0, epochs={self.epochs}], got {list(self.milestones)}",
