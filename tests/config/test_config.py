@@ -105,3 +105,29 @@ def test_yaml_tags_are_not_executed(tmp_path):
     evil.write_text("seeds: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(evil)
+
+
+def test_shipped_configs_resolve_outside_the_repository(tmp_path, monkeypatch):
+    from bayesdistill.config.loading import resolve_config_path
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    path = resolve_config_path("configs/kd2m/resnet34_resnet18_svhn.yaml")
+    assert path.is_file() and path.parts[-3:] == ("configs", "kd2m", "resnet34_resnet18_svhn.yaml")
+    assert load_config("configs/kd2m/resnet34_resnet18_svhn.yaml").data.name == "svhn"
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "quickstart.yaml").write_text("seeds: [7]\n")
+    assert load_config("configs/quickstart.yaml").seeds == [7]  # a local file wins
+    with pytest.raises(FileNotFoundError, match="bayesdistill list configs"):
+        load_config("configs/nope.yaml")
+
+
+def test_listing_names_theory_experiments_and_shipped_configs():
+    from bayesdistill.cli.listing import render_registries
+
+    theory = render_registries("theory")
+    assert "gradient_noise" in theory and "self_distillation" in theory
+    configs = render_registries("configs").splitlines()
+    assert "  configs/cifar100/resnet50_wrn_16_2.yaml" in configs
+    assert "  configs/zoo_mnist1d.yaml" in configs
+    with pytest.raises(ConfigError, match="Did you mean 'configs'"):
+        render_registries("config")

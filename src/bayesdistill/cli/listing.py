@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bayesdistill.errors import ConfigError, did_you_mean
 
 NAME_WIDTH = 14
@@ -13,6 +15,7 @@ def registries() -> dict[str, object]:
     from bayesdistill.losses import FEATURE_LOSSES, LOSSES
     from bayesdistill.models import MODELS
     from bayesdistill.teachers import TEACHERS
+    from bayesdistill.theory.runner import EXPERIMENTS
 
     return {
         "datasets": DATASETS,
@@ -21,15 +24,33 @@ def registries() -> dict[str, object]:
         "losses": LOSSES,
         "feature_losses": FEATURE_LOSSES,
         "augmentations": AUGMENTATIONS,
+        "theory": EXPERIMENTS,
     }
 
 
+KINDS = (*("datasets", "models", "teachers", "losses", "feature_losses", "augmentations"),)
+KINDS = (*KINDS, "theory", "configs")
+"""What ``bayesdistill list KIND`` accepts."""
+
+
+def shipped_configs() -> list[str]:
+    """The configs shipped with the package, as ``configs/<path>`` (study configs first)."""
+    from importlib import resources
+
+    root = resources.files("bayesdistill") / "configs"
+    paths = sorted(
+        str(p.relative_to(root))  # type: ignore[attr-defined]
+        for p in Path(str(root)).rglob("*.yaml")
+    )
+    return [f"configs/{p}" for p in sorted(paths, key=lambda p: (p.startswith("theory/"), p))]
+
+
 def render_registries(kind: str | None = None) -> str:
-    regs = registries()
-    if kind is not None and kind not in regs:
+    if kind is not None and kind not in KINDS:
         raise ConfigError(
-            f"unknown kind '{kind}'; choose one of {', '.join(regs)}." + did_you_mean(kind, regs)
+            f"unknown kind '{kind}'; choose one of {', '.join(KINDS)}." + did_you_mean(kind, KINDS)
         )
+    regs = registries()
     lines = []
     for name, registry in regs.items():
         if kind is not None and name != kind:
@@ -51,5 +72,9 @@ def render_registries(kind: str | None = None) -> str:
             lines.append(
                 f"  {'none':<{width}} (study only) the one-hot baseline: the student without a teacher"
             )
+        lines.append("")
+    if kind in (None, "configs"):
+        lines.append("configs (bayesdistill study CONFIG; theory/*: bayesdistill theory NAME):")
+        lines += [f"  {path}" for path in shipped_configs()]
         lines.append("")
     return "\n".join(lines)

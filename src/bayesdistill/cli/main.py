@@ -228,7 +228,10 @@ def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
 def list_registered(
     kind: Annotated[
         str | None,
-        typer.Argument(help="One of: datasets, models, teachers, losses, augmentations."),
+        typer.Argument(
+            help="One of: datasets, models, teachers, losses, feature_losses, augmentations, "
+            "theory, configs."
+        ),
     ] = None,
 ) -> None:
     """Every registered name by kind, with its options and defaults."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import typing
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,22 @@ import yaml
 from bayesdistill.config.schema import ExperimentConfig, schema_keys
 from bayesdistill.errors import ConfigError, did_you_mean
 from bayesdistill.io import write_text
+
+
+def resolve_config_path(source: str | Path) -> Path:
+    """``source`` if it is a file; else, for ``configs/<path>``, the config of that name
+    shipped with the package (so the documented commands work outside the repository)."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    parts = path.parts
+    if len(parts) > 1 and parts[0] == "configs":
+        shipped = Path(str(resources.files("bayesdistill") / "configs")).joinpath(*parts[1:])
+        if shipped.is_file():
+            return shipped
+    raise FileNotFoundError(
+        f"config file not found: '{path}' (`bayesdistill list configs` shows the shipped ones)"
+    )
 
 
 def load_config(
@@ -37,10 +54,8 @@ def load_config(
     elif isinstance(source, Mapping):
         raw = copy.deepcopy(dict(source))
     else:
-        path = Path(source)
+        path = resolve_config_path(source)
         where = f"config '{path}'"
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: '{path}'")
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
