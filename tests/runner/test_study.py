@@ -150,3 +150,55 @@ def test_refuses_to_overwrite_or_resume_with_another_config(study_dir):
     other = load_config(TINY, ["student.train.lr=0.5"])
     with pytest.raises(ConfigError, match="cannot resume .* with a different config"):
         run_study(other, study_dir, resume=True, progress=False)
+
+
+def test_summary_table_crosses_teacher_kinds_and_losses(study_dir):
+    rows = _rows(study_dir)
+    text = (study_dir / "results.md").read_text()
+    summary = text.split("## Summary")[1].split("## Student loss")[0]
+    assert "student acc, `soft_ce` | student acc, `kd_t4`" in summary
+    line = next(x for x in summary.splitlines() if x.startswith("| `laplace`"))
+    for loss in ("soft_ce", "kd_t4"):
+        accs = [
+            100 * float(r["accuracy"])
+            for r in rows
+            if r["role"] == "student" and r["teacher_kind"] == "laplace" and r["loss"] == loss
+        ]
+        assert f"{sum(accs) / len(accs):.2f} ±" in line
+
+
+def test_a_loss_restricted_to_teacher_kinds_trains_only_their_students(tmp_path):
+    config = {
+        **TINY,
+        "teachers": ["none", "deterministic", "temperature"],
+        "student": {
+            **TINY["student"],
+            "losses": [
+                {"name": "kd", "label": "kd_all"},
+                {"name": "kd", "label": "kd_temp", "alpha": 1.0, "teachers": ["temperature"]},
+            ],
+        },
+        "seeds": [0],
+    }
+    out = run_study(load_config(config), tmp_path / "run", progress=False)
+    students = {(r["loss"], r["teacher_kind"]) for r in _rows(out) if r["role"] == "student"}
+    assert students == {
+        ("onehot_ce", "none"),
+        ("kd_all", "deterministic"),
+        ("kd_all", "temperature"),
+        ("kd_temp", "temperature"),
+    }
+    assert not (out / "seed_0" / "students" / "kd_temp" / "deterministic").exists()
+    table = (out / "results.md").read_text().split("## Student loss `kd_temp`")[1]
+    table = table.split("What the students learn from")[0]  # the teacher table lists all
+    assert "| `temperature`" in table and "| `deterministic`" not in table
+    with pytest.raises(ConfigError, match=r"names teacher kinds \['laplace'\].*\['deterministic'"):
+        load_config(
+            {
+                **config,
+                "student": {
+                    **config["student"],
+                    "losses": [{"name": "kd", "teachers": ["laplace"]}],
+                },
+            }
+        )

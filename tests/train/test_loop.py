@@ -159,6 +159,7 @@ def test_distill_rejects_a_teacher_with_other_classes(tiny_splits, trained_mlp):
 def test_gradient_clipping_bounds_each_step_by_lr_times_the_norm(tiny_splits):
     """Plain SGD (no momentum, no decay) moves the weights by lr·g; with clipping the move
     is lr·g·min(1, c/‖g‖): exactly lr·c for a loss scaled so that ‖g‖ ≫ c."""
+
     def huge(logits, teacher, y):
         return 1e4 * onehot_ce(logits, teacher, y)
 

@@ -83,6 +83,8 @@ def markdown(results: StudyResults) -> str:
         "points. The one-hot student (`none`) trains with `onehot_ce` and appears in every table.",
         "",
     ]
+    if len(results.losses) > 1:
+        lines += [*_summary_table(results), ""]
     for loss in results.losses:
         spec = next(
             (x for x in student["losses"] if (x.get("label") or x.get("name")) == loss),
@@ -106,6 +108,40 @@ def markdown(results: StudyResults) -> str:
     if not any(r["role"] == "student" for r in results.rows):
         lines.append("\n(no student has finished yet)")
     return "\n".join(lines) + "\n"
+
+
+def _summary_table(results: StudyResults) -> list[str]:
+    """Student test accuracy by teacher kind (rows) and loss (columns), with the teachers'
+    own accuracy and NLL: the whole study at a glance."""
+    specs = {x.get("label") or x.get("name"): x for x in results.config["student"]["losses"]}
+    seeds = results.seeds
+    header = ["teacher kind", "teacher acc", "teacher NLL"]
+    header += [f"student acc, `{loss}`" for loss in results.losses]
+    lines = [
+        "## Summary: student test accuracy (%) by teacher kind and loss",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for kind in results.kinds:
+        onehot = results.kind_names[kind] == NO_TEACHER
+        cells = ["`none` (one-hot)" if onehot else f"`{kind}`"]
+        if onehot:
+            cells += ["—", "—"]
+        else:
+            cells += [
+                mean_std([results.value("teacher", kind, s, "accuracy") for s in seeds], 100, 2),
+                mean_std([results.value("teacher", kind, s, "nll") for s in seeds], 1, 3),
+            ]
+        for loss in results.losses:
+            only = specs.get(loss, {}).get("teachers")
+            if not onehot and only is not None and kind not in only:
+                cells.append("")
+                continue
+            values = [results.value("student", kind, s, "accuracy", loss) for s in seeds]
+            cells.append(mean_std(values, 100, 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _loss_text(spec: dict[str, object]) -> str:
