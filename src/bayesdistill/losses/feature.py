@@ -31,7 +31,6 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -92,6 +91,8 @@ def w2_empirical(
     _check_choice("w2_empirical", "solver", solver, ("emd", "emd2"))
     cost = squared_distances(student, teacher)
     if solver == "emd2":
+        import ot  # POT is imported on first use: it adds ~0.6 s to every start-up
+
         weights = torch.full((cost.shape[0],), 1.0 / cost.shape[0], dtype=cost.dtype)
         weights = weights.to(cost.device)
         return ot.emd2(weights, weights, cost, numItermax=EMD_MAX_ITERATIONS)
@@ -376,6 +377,8 @@ def _exact_plan(cost: np.ndarray) -> np.ndarray:
     if n == 1:
         return np.ones((1, 1))
     weights = np.full(n, 1.0 / n)
+    import ot
+
     plan, log = ot.emd(weights, weights, np.ascontiguousarray(cost), EMD_MAX_ITERATIONS, log=True)
     if log.get("warning"):
         warnings.warn(
