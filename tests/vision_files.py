@@ -47,11 +47,16 @@ def dump_py2(path: Path, payload: dict) -> None:
         Py2Pickler(handle, protocol=2).dump(payload)
 
 
-def cifar_batch(rng: np.random.Generator, n: int, label_keys: dict[str, int]) -> dict:
+def cifar_batch(
+    rng: np.random.Generator, n: int, label_keys: dict[str, int], cycle: bool = False
+) -> dict:
+    """Random pixels; random labels, or with ``cycle`` labels 0, 1, ..., C-1, 0, ... (every
+    class present once n ≥ C)."""
     data = rng.integers(0, 256, (n, PIXELS), dtype=np.uint8)
     batch = {Py2Str(b"batch_label"): Py2Str(b"tiny batch"), Py2Str(b"data"): data}
     for key, num_classes in label_keys.items():
-        batch[Py2Str(key.encode())] = rng.integers(0, num_classes, n).tolist()
+        labels = np.arange(n) % num_classes if cycle else rng.integers(0, num_classes, n)
+        batch[Py2Str(key.encode())] = labels.tolist()
     batch[Py2Str(b"filenames")] = [Py2Str(f"img_{i}.png".encode()) for i in range(n)]
     return batch
 
@@ -74,14 +79,16 @@ def write_cifar10(root: Path, per_batch: int = 2, n_test: int = 3) -> dict[str, 
     return batches
 
 
-def write_cifar100(root: Path, n_train: int = 6, n_test: int = 4) -> dict[str, dict]:
+def write_cifar100(
+    root: Path, n_train: int = 6, n_test: int = 4, cycle: bool = False
+) -> dict[str, dict]:
     """``root/cifar-100-python/{train, test, meta}`` with fine and coarse labels."""
     base = root / "cifar-100-python"
     base.mkdir(parents=True)
     rng = np.random.default_rng(1)
     files = {}
     for name, n in (("train", n_train), ("test", n_test)):
-        files[name] = cifar_batch(rng, n, {"fine_labels": 100, "coarse_labels": 20})
+        files[name] = cifar_batch(rng, n, {"fine_labels": 100, "coarse_labels": 20}, cycle)
         dump_py2(base / name, files[name])
     meta = {
         Py2Str(b"fine_label_names"): [Py2Str(f"fine{i}".encode()) for i in range(100)],
