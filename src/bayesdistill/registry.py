@@ -77,8 +77,10 @@ class Registry(Generic[T]):
 
         ``tags`` are free-form metadata (e.g. ``needs_teacher=False`` for a loss). The tag
         ``runtime`` (a tuple of names) marks keyword-only parameters that the library
-        supplies at call time; they are not options.
+        supplies at call time; they are not options. The tag ``summary`` replaces the
+        one-line description taken from the docstring (one callable under two names).
         """
+        summary = tags.pop("summary", None)
 
         def decorator(obj: T) -> T:
             key = name or obj.__name__
@@ -92,7 +94,7 @@ class Registry(Generic[T]):
                     f"{self.kind} '{key}': runtime inputs {sorted(missing)} are not keyword-only "
                     "parameters of it"
                 )
-            self._entries[key] = Entry(key, obj, _summary(obj), options, dict(tags))
+            self._entries[key] = Entry(key, obj, summary or _summary(obj), options, dict(tags))
             return obj
 
         return decorator

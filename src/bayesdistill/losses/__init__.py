@@ -55,6 +55,13 @@ LOSSES.register("dkd", needs_teacher=True, runtime=("epoch",))(dkd)
 LOSSES.register("dist", needs_teacher=True)(dist)
 LOSSES.register("wttm", needs_teacher=True)(wttm)
 LOSSES.register("self_distill", needs_teacher=True, runtime=("epoch",))(self_distill)
+LOSSES.register(
+    "self_distill_vr",
+    needs_teacher=True,
+    runtime=("epoch",),
+    svrg=True,
+    summary="Variance-reduced self-distillation: self_distill + λ·∇f(θ_T), SVRG (Safaryan et al.).",
+)(self_distill)
 LOSSES.register("weighted_negatives", needs_teacher=True)(weighted_negatives)
 LOSSES.register("distilled_ranking", needs_teacher=True, binary=True)(distilled_ranking)
 

@@ -36,6 +36,11 @@ from bayesdistill.train.targets import (
     TargetSource,
     predict_in_batches,
 )
+from bayesdistill.train.variance_reduction import (
+    SVRGCorrection,
+    check_same_architecture,
+    full_gradient,
+)
 
 LossSpec = str | LossFn | Sequence[LossTerm]
 """A registered loss name, a loss function, or the terms of a weighted sum."""
@@ -132,6 +137,8 @@ def _objective(
         objective: Objective = LogitLoss(
             functools.partial(LOSSES.get(loss), **options), runtime_inputs(loss)
         )
+        if LOSSES.entry(loss).tags.get("svrg"):
+            objective = _svrg(objective, student, teacher, train, options)
         uses_probs = needs_teacher(loss)
     elif callable(loss):
         objective = LogitLoss(functools.partial(loss, **dict(loss_options or {})))
@@ -144,6 +151,12 @@ def _objective(
             )
         terms = check_terms(list(loss))
         for term in terms:
+            if loss_kind(term.name) == "response" and LOSSES.entry(term.name).tags.get("svrg"):
+                raise ConfigError(
+                    f"'{term.name}' corrects the student's gradient with the teacher's and "
+                    "cannot be a term of a weighted sum; use it as the whole loss"
+                )
+        for term in terms:
             check_num_classes(term.name, train.num_classes)
         features = None
         if any(loss_kind(t.name) == "feature" for t in terms):
@@ -152,6 +165,30 @@ def _objective(
         uses_probs = any(loss_kind(t.name) == "response" and needs_teacher(t.name) for t in terms)
     targets = _teacher_targets(teacher, train, teacher_probs, augment) if uses_probs else None
     return objective, targets
+
+
+def _svrg(
+    objective: Objective,
+    student: nn.Module,
+    teacher: Teacher,
+    train: ArrayData,
+    options: Mapping[str, Any],
+) -> Objective:
+    """``objective`` plus the SVRG correction λ·∇f(θ) at the teacher's network."""
+    try:
+        network = feature_network(teacher)
+    except ConfigError:
+        kind = getattr(teacher, "kind", type(teacher).__name__)
+        raise ConfigError(
+            f"self_distill_vr needs the teacher's network (its full gradient), but a teacher "
+            f"of kind '{kind}' has none; use a deterministic, temperature, laplace, ivon, "
+            "mc_dropout or mfvi teacher of the student's architecture"
+        ) from None
+    check_same_architecture(student, network)
+    gradient = full_gradient(network, train.to(next(network.parameters()).device))
+    return SVRGCorrection(
+        objective, gradient, float(options.get("lam", 0.7)), float(options.get("ramp_epochs", 0.0))
+    )
 
 
 def _teacher_targets(
