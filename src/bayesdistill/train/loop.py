@@ -15,6 +15,7 @@ evaluation point) next to ``train_loss`` (the total).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -60,30 +61,24 @@ class StepFn(Protocol):
 
 
 def sgd_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, compute_loss: Callable[[], Tensor]
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    compute_loss: Callable[[], Tensor],
+    max_norm: float | None = None,
 ) -> Tensor:
-    """zero_grad → loss → backward → step."""
+    """zero_grad → loss → backward → (clip the gradient to L2 norm ≤ ``max_norm``) → step."""
     optimizer.zero_grad(set_to_none=True)
     loss = compute_loss()
     loss.backward()
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     optimizer.step()
     return loss.detach()
 
 
 def clipped_step(max_norm: float) -> StepFn:
     """`sgd_step` with the gradient rescaled to L2 norm ≤ ``max_norm`` before the update."""
-
-    def step(
-        model: nn.Module, optimizer: torch.optim.Optimizer, compute_loss: Callable[[], Tensor]
-    ) -> Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = compute_loss()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        optimizer.step()
-        return loss.detach()
-
-    return step
+    return functools.partial(sgd_step, max_norm=max_norm)
 
 
 @dataclass
