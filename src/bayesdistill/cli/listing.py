@@ -28,11 +28,6 @@ def registries() -> dict[str, object]:
     }
 
 
-KINDS = (*("datasets", "models", "teachers", "losses", "feature_losses", "augmentations"),)
-KINDS = (*KINDS, "theory", "configs")
-"""What ``bayesdistill list KIND`` accepts."""
-
-
 def shipped_configs() -> list[str]:
     """The configs shipped with the package, as ``configs/<path>`` (study configs first)."""
     from importlib import resources
@@ -46,11 +41,12 @@ def shipped_configs() -> list[str]:
 
 
 def render_registries(kind: str | None = None) -> str:
-    if kind is not None and kind not in KINDS:
-        raise ConfigError(
-            f"unknown kind '{kind}'; choose one of {', '.join(KINDS)}." + did_you_mean(kind, KINDS)
-        )
     regs = registries()
+    kinds = (*regs, "configs")
+    if kind is not None and kind not in kinds:
+        raise ConfigError(
+            f"unknown kind '{kind}'; choose one of {', '.join(kinds)}." + did_you_mean(kind, kinds)
+        )
     lines = []
     for name, registry in regs.items():
         if kind is not None and name != kind:

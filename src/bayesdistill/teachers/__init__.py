@@ -149,11 +149,7 @@ def build_ivon(
         beta2=beta2,
         mc_samples=mc_samples,
         num_samples=num_samples,
-        evaluate=context.evaluate,
-        augment=context.augment,
-        run_dir=context.run_dir,
-        resume=context.resume,
-        progress=context.progress,
+        **context.training_options(),
     )
     return teacher
 

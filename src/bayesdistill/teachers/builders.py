@@ -217,11 +217,7 @@ def build_mfvi(
         kl_zero_fraction=kl_zero_fraction,
         kl_anneal_fraction=kl_anneal_fraction,
         num_samples=num_samples,
-        evaluate=context.evaluate,
-        augment=context.augment,
-        run_dir=context.run_dir,
-        resume=context.resume,
-        progress=context.progress,
+        **context.training_options(),
     )
     return teacher
 
@@ -248,11 +244,7 @@ def build_mse_teacher(
         settings=settings,
         seed=context.seed,
         target_space=target_space,
-        evaluate=context.evaluate,
-        augment=context.augment,
-        run_dir=context.run_dir,
-        resume=context.resume,
-        progress=context.progress,
+        **context.training_options(),
     )
     return teacher
 
@@ -286,10 +278,6 @@ def build_mcmi(
         settings=settings,
         seed=context.seed,
         cmi_weight=cmi_weight,
-        evaluate=context.evaluate,
-        augment=context.augment,
-        run_dir=context.run_dir,
-        resume=context.resume,
-        progress=context.progress,
+        **context.training_options(),
     )
     return teacher

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -54,6 +55,17 @@ class TeacherContext:
     evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None
     train_network: Callable[[], Classifier] | None = None
     augment: Augmentation | None = None
+
+    def training_options(self) -> dict[str, Any]:
+        """The keywords every teacher trainer (``train_ivon``, ``train_mfvi``, ...) takes
+        from the context: evaluation, augmentation, run folder, resume, progress."""
+        return {
+            "evaluate": self.evaluate,
+            "augment": self.augment,
+            "run_dir": self.run_dir,
+            "resume": self.resume,
+            "progress": self.progress,
+        }
 
     def need_network(self, kind: str) -> Classifier:
         if self.network is None and self.train_network is not None:

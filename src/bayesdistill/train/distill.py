@@ -138,7 +138,7 @@ def _objective(
             functools.partial(LOSSES.get(loss), **options), runtime_inputs(loss)
         )
         if LOSSES.entry(loss).tags.get("svrg"):
-            objective = _svrg(objective, student, teacher, train, options)
+            objective = _svrg(loss, objective, student, teacher, train, options)
         uses_probs = needs_teacher(loss)
     elif callable(loss):
         objective = LogitLoss(functools.partial(loss, **dict(loss_options or {})))
@@ -168,6 +168,7 @@ def _objective(
 
 
 def _svrg(
+    name: str,
     objective: Objective,
     student: nn.Module,
     teacher: Teacher,
@@ -180,14 +181,19 @@ def _svrg(
     except ConfigError:
         kind = getattr(teacher, "kind", type(teacher).__name__)
         raise ConfigError(
-            f"self_distill_vr needs the teacher's network (its full gradient), but a teacher "
+            f"{name} needs the teacher's network (its full gradient), but a teacher "
             f"of kind '{kind}' has none; use a deterministic, temperature, laplace, ivon, "
             "mc_dropout or mfvi teacher of the student's architecture"
         ) from None
     check_same_architecture(student, network)
     gradient = full_gradient(network, train.to(next(network.parameters()).device))
+    device = next(student.parameters()).device
+    settings = {o.name: o.default for o in LOSSES.entry(name).options} | dict(options)
     return SVRGCorrection(
-        objective, gradient, float(options.get("lam", 0.7)), float(options.get("ramp_epochs", 0.0))
+        objective,
+        [g.to(device) for g in gradient],
+        float(settings["lam"]),
+        float(settings["ramp_epochs"]),
     )
 
 

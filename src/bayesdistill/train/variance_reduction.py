@@ -67,7 +67,8 @@ def check_same_architecture(student: nn.Module, teacher: nn.Module) -> None:
 
 
 class SVRGCorrection:
-    """``objective + λ_t·Σ_p ⟨G_p, x_p⟩`` with G = ∇f(θ) fixed; λ_t = λ·min(1, epoch/ramp)."""
+    """``objective + λ_t·Σ_p ⟨G_p, x_p⟩`` with G = ∇f(θ) fixed (on the student's device);
+    λ_t = λ·min(1, epoch/ramp)."""
 
     def __init__(
         self, objective: Objective, gradient: Sequence[Tensor], lam: float, ramp_epochs: float
@@ -81,6 +82,6 @@ class SVRGCorrection:
         loss, terms = self.objective(model, inputs)
         params = [p for p in model.parameters() if p.requires_grad]
         weight = self.lam * linear_warmup(inputs.epoch, self.ramp_epochs)
-        linear = sum((g.to(p.device) * p).sum() for g, p in zip(self.gradient, params, strict=True))
+        linear = sum((g * p).sum() for g, p in zip(self.gradient, params, strict=True))
         # adds weight·G to the gradient and nothing to the logged value of the loss
         return loss + weight * (linear - linear.detach()), terms  # type: ignore[operator]
