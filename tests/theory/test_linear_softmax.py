@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from bayesdistill.data.synthetic import GaussianMixture
@@ -126,3 +127,24 @@ def test_gaussian_mixture_linear_parameters_unchanged():
     x, _ = m.sample(10, torch.Generator().manual_seed(1))
     w, b = m.linear_parameters()
     assert torch.allclose(torch.softmax(x @ w.T + b, 1), m.posterior(x), atol=1e-12)
+
+
+def test_sgd_records_every_requested_step_even_when_repeated():
+    """A record list with repeats (``linspace`` over few steps) fills every row, each with
+    the distance at its own step: the same as a record of distinct steps."""
+    from bayesdistill.seeding import generator
+    from bayesdistill.theory.sgd import run_sgd, target_gradient
+
+    problem = _problem()
+    start = torch.zeros(problem.shape, dtype=torch.float64)
+    gradient = target_gradient(problem, "onehot")
+
+    def run(record):
+        return run_sgd(problem, start, [0.1, 0.5], 3, 6, gradient, generator(0, 1), record)
+
+    repeated = run([0, 0, 1, 3, 3, 6])
+    distinct = run([0, 1, 3, 6])
+    assert np.isfinite(repeated).all()
+    np.testing.assert_array_equal(repeated[[0, 2, 3, 5]], distinct)
+    np.testing.assert_array_equal(repeated[0], repeated[1])
+    np.testing.assert_array_equal(repeated[3], repeated[4])

@@ -79,14 +79,16 @@ def run_sgd(
     theta_star = problem.theta_star()
     alphas = torch.tensor(step_sizes, dtype=torch.float64).repeat_interleave(repeats)
     theta = theta0.to(torch.float64).expand(len(alphas), *theta0.shape).clone()
-    wanted = set(record)
+    rows: dict[int, list[int]] = {}  # step → the rows of ``record`` that ask for it
+    for row, t in enumerate(record):
+        if not 0 <= t <= steps:
+            raise ValueError(f"record step {t} lies outside [0, {steps}]")
+        rows.setdefault(int(t), []).append(row)
     out = np.empty((len(record), len(step_sizes), repeats))
-    row = 0
     for t in range(steps + 1):
-        if t in wanted:
+        if t in rows:
             dist = (theta - theta_star).square().sum((1, 2))
-            out[row] = dist.reshape(len(step_sizes), repeats).numpy()
-            row += 1
+            out[rows[t]] = dist.reshape(len(step_sizes), repeats).numpy()
         if t == steps:
             break
         f, y, p = problem.sample(len(alphas), gen)
