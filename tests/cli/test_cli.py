@@ -107,3 +107,34 @@ def test_errors_are_one_clear_line_and_exit_code_2(tmp_path):
     result = _cli("distill", str(path), "--teacher", str(corrupt), "--out", str(tmp_path / "d"))
     assert result.returncode == 2
     assert "truncated, corrupt" in result.stderr
+
+
+BLOCK_CLICK = (
+    "import sys; sys.modules['click'] = None; "  # `import click` now raises ImportError
+    "from bayesdistill.cli.main import main; sys.argv[0] = 'bayesdistill'; main()"
+)
+
+
+def _cli_without_click(*args: str) -> subprocess.CompletedProcess:
+    """The command line in a process where `import click` fails, as in a fresh venv where
+    Typer (≥ 0.26 vendors click) did not install it."""
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_CLICK, *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_usage_errors_need_no_click_and_show_usage():
+    cases = {
+        ("studyy",): "No such command 'studyy'. Did you mean 'study'?",
+        ("study", "--seed", "1", "c.yaml"): "No such option: --seed",
+        ("teacher", "c.yaml", "--seed"): "Option '--seed' requires an argument",
+        ("teacher", "c.yaml", "--seed", "x"): "Invalid value for '--seed'",
+    }
+    for args, message in cases.items():
+        result = _cli_without_click(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)

@@ -42,6 +42,28 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Pro
 QUICKSTART = "quickstart.yaml"
 
 
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """The command-line parser's usage-error classes (they know how to show themselves).
+
+    Typer ≥ 0.26 carries its own copy of click (``typer.TyperException``) and does not
+    install click; older Typer raises ``click.ClickException``. Catch whichever exists,
+    never importing click unless it is there.
+    """
+    types: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+USAGE_ERRORS = _usage_error_types()
+
+
 def _configure_logging(quiet: bool) -> None:
     """Our own logger to stderr; third-party loggers stay at their defaults."""
     logger = logging.getLogger("bayesdistill")
@@ -254,13 +276,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except USAGE_ERRORS as exc:  # a misspelled command or option, a missing value, ...
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":
