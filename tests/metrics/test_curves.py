@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bayesdistill.metrics import fluctuation, moving_average
+from bayesdistill.metrics import BestPoint, best_point, fluctuation, moving_average
 
 
 def test_linear_and_constant_curves_have_zero_fluctuation():
@@ -35,3 +35,33 @@ def test_moving_average_shrinks_window_at_ends():
 
 def test_short_curves_give_nan():
     assert math.isnan(fluctuation([1.0, 2.0]))
+
+
+CURVE = [
+    {"epoch": 1, "val_accuracy": 0.60, "test_accuracy": 0.55},
+    {"epoch": 2, "val_accuracy": 0.70, "test_accuracy": 0.58},
+    {"epoch": 3, "val_accuracy": 0.70, "test_accuracy": 0.62},  # ties epoch 2 on validation
+    {"epoch": 4, "val_accuracy": 0.65, "test_accuracy": 0.64},
+    {"epoch": 5, "val_accuracy": 0.68, "test_accuracy": 0.61},
+]
+
+
+def test_best_point_by_validation_takes_the_earliest_tie():
+    best = best_point(CURVE, select="val_accuracy", report="test_accuracy")
+    assert best == BestPoint(epoch=2.0, selected=0.70, reported=0.58)
+
+
+def test_best_point_by_test_is_the_maximum():
+    best = best_point(CURVE, select="test_accuracy", report="test_accuracy")
+    assert best == BestPoint(epoch=4.0, selected=0.64, reported=0.64)
+
+
+def test_best_point_skips_records_without_the_keys():
+    records = [
+        {"epoch": 1, "test_accuracy": 0.9},  # no validation split at this point
+        {"epoch": 2, "val_accuracy": float("nan"), "test_accuracy": 0.8},
+        {"epoch": 3, "val_accuracy": 0.5, "test_accuracy": 0.4},
+    ]
+    assert best_point(records) == BestPoint(epoch=3.0, selected=0.5, reported=0.4)
+    assert best_point(records[:2]) is None
+    assert best_point([]) is None

@@ -14,10 +14,30 @@ NLL_EPS = 1e-12
 
 ECE_BINS = 15
 
+TOP5 = 5
+TOP5_MIN_CLASSES = 10
+"""`classification_metrics` reports top-5 accuracy only with at least this many classes."""
+
 
 def accuracy(probs: Tensor, labels: Tensor) -> float:
     """Fraction of examples whose arg-max class equals the label."""
     return float((probs.argmax(1) == labels).double().mean())
+
+
+def top_k_accuracy(probs: Tensor, labels: Tensor, k: int) -> float:
+    """Fraction of examples whose label is among the ``k`` most probable classes.
+
+    An example counts as correct when fewer than ``k`` other classes have a probability at
+    least as high as the label's, #{j ≠ y : p_j ≥ p_y} < k. Ties therefore count against
+    the label (uniform predictions score 0 for k < C), which keeps the metric deterministic
+    where ``torch.topk`` would pick among tied classes arbitrarily.
+    """
+    num_classes = probs.shape[1]
+    if not 1 <= k <= num_classes:
+        raise ValueError(f"k must lie in [1, {num_classes}] (the number of classes), got {k}")
+    p_true = probs.gather(1, labels[:, None])
+    rivals = (probs >= p_true).sum(1) - 1  # the label's own column always counts
+    return float((rivals < k).double().mean())
 
 
 def nll(probs: Tensor, labels: Tensor, eps: float = NLL_EPS) -> float:
@@ -82,13 +102,16 @@ def mean_total_variation(probs: Tensor, reference: Tensor) -> float:
 def classification_metrics(
     probs: Tensor, labels: Tensor, bcp: Tensor | None = None
 ) -> dict[str, float]:
-    """accuracy, nll, ece, brier, and l2_bcp when exact BCPs are given."""
+    """accuracy, nll, ece, brier; top5_accuracy when there are at least `TOP5_MIN_CLASSES`
+    classes; l2_bcp when exact BCPs are given."""
     out = {
         "accuracy": accuracy(probs, labels),
         "nll": nll(probs, labels),
         "ece": ece(probs, labels),
         "brier": brier(probs, labels),
     }
+    if probs.shape[1] >= TOP5_MIN_CLASSES:
+        out["top5_accuracy"] = top_k_accuracy(probs, labels, TOP5)
     if bcp is not None:
         out["l2_bcp"] = l2_to_bcp(probs, bcp)
     return out

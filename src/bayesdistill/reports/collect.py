@@ -1,4 +1,15 @@
-"""Read a study's run folders into rows and curves (reports never touch live objects)."""
+"""Read a study's run folders into rows and curves (reports never touch live objects).
+
+Accuracy comes three ways (REFERENCE.md §9): ``accuracy`` is the final evaluation point's
+test accuracy (what the run ends with); ``best_val_accuracy`` is the test accuracy at the
+evaluation point with the highest validation accuracy (ties: the earliest), at epoch
+``best_val_epoch``; ``best_test_accuracy`` is the highest test accuracy over evaluation points,
+the number KD papers usually print, selected on the test set. Both best-epoch numbers are
+read from the run's ``metrics.jsonl``: a student's own, and for the deterministic teacher
+the teacher network's (the deterministic teacher *is* that network). Other teacher kinds are
+built from the final network, so they have no best epoch of their own and those cells stay
+empty. ``top5_accuracy`` (final) is present where the data have at least 10 classes.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +20,23 @@ from typing import Any
 import yaml
 
 from bayesdistill.io import JsonLines, load_torch, read_json
-from bayesdistill.metrics import mean_total_variation
+from bayesdistill.metrics import best_point, mean_total_variation
 
-METRICS = ("accuracy", "nll", "ece", "brier")
+METRICS = ("accuracy", "top5_accuracy", "nll", "ece", "brier")
 NO_TEACHER = "none"
 REFERENCE_TEACHER = "deterministic"
+TEACHER_NETWORK_DIR = "teacher_network"
+"""Where the runner keeps the teacher network's run in a seed folder (metrics.jsonl, ...)."""
+CURVE_FILE = "metrics.jsonl"
+BEST_COLUMNS = ("best_val_accuracy", "best_val_epoch", "best_test_accuracy")
 CSV_COLUMNS = (
     "role",
     "teacher_kind",
     "loss",
     "seed",
     "accuracy",
+    *BEST_COLUMNS,
+    "top5_accuracy",
     "nll",
     "ece",
     "brier",
@@ -108,6 +125,9 @@ def collect(folder: str | Path) -> StudyResults:
                     row["tv_to_deterministic"] = mean_total_variation(
                         probs[label][0], probs[reference][0]
                     )
+                if dict(pairs)[label] == REFERENCE_TEACHER:
+                    network_curve = JsonLines(seed_dir / TEACHER_NETWORK_DIR / CURVE_FILE)
+                    row.update(best_accuracies(network_curve.read()))
                 results.rows.append(row)
             student_dirs = (
                 [(NO_TEACHER, seed_dir / "students" / NO_TEACHER)]
@@ -120,7 +140,8 @@ def collect(folder: str | Path) -> StudyResults:
                     row = _row("student", label, seed, summary["final"], summary)
                     row["loss"] = summary.get("loss_label", loss)
                     results.rows.append(row)
-                    curve = JsonLines(sdir / "metrics.jsonl").read()
+                    curve = JsonLines(sdir / CURVE_FILE).read()
+                    row.update(best_accuracies(curve))
                     results.curves.setdefault((loss, label), {})[seed] = curve
     return results
 
@@ -131,7 +152,22 @@ def _row(
     row: dict[str, Any] = {"role": role, "teacher_kind": kind, "loss": "", "seed": seed}
     for m in (*METRICS, "l2_bcp"):
         row[m] = metrics.get(f"test_{m}", "")
+    row.update(dict.fromkeys(BEST_COLUMNS, ""))
     row["fluctuation"] = summary.get("fluctuation", "")
     row["tv_to_deterministic"] = row["train_nll"] = row["train_ece"] = row["target_entropy"] = ""
     row["seconds"] = summary.get("seconds", "")
     return row
+
+
+def best_accuracies(curve: list[dict[str, Any]]) -> dict[str, Any]:
+    """``best_val_accuracy``, ``best_val_epoch`` and ``best_test_accuracy`` of a learning curve
+    (records of metrics.jsonl); empty strings where the curve lacks the keys."""
+    out: dict[str, Any] = dict.fromkeys(BEST_COLUMNS, "")
+    by_val = best_point(curve, select="val_accuracy", report="test_accuracy")
+    if by_val is not None:
+        out["best_val_accuracy"] = by_val.reported
+        out["best_val_epoch"] = "" if by_val.epoch is None else by_val.epoch
+    by_test = best_point(curve, select="test_accuracy", report="test_accuracy")
+    if by_test is not None:
+        out["best_test_accuracy"] = by_test.reported
+    return out

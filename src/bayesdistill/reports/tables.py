@@ -1,4 +1,5 @@
-"""results.csv (one row per model and seed) and results.md (mean ± std, paired differences)."""
+"""results.csv (one row per model and seed) and results.md (mean ± std, paired differences
+with 95 % intervals and p-values, findings, accuracy as papers report it)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,20 @@ from bayesdistill.io import write_text
 from bayesdistill.metrics import ECE_BINS, NLL_EPS
 from bayesdistill.metrics.curves import FLUCTUATION_TAIL, FLUCTUATION_WINDOW
 from bayesdistill.reports.collect import CSV_COLUMNS, NO_TEACHER, StudyResults
+from bayesdistill.reports.differences import (
+    EXCLUDES_ZERO_MARK,
+    baselines,
+    findings,
+    format_difference,
+    loss_differences,
+    paired_comparison,
+)
+from bayesdistill.reports.stats import (
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
+    IntervalMethod,
+    interval_method,
+)
 
 
 def csv_text(results: StudyResults) -> str:
@@ -48,22 +63,29 @@ def paired(
     loss: str | None = None,
     metric: str = "accuracy",
     scale: float = 100.0,
+    interval: IntervalMethod | str = IntervalMethod.T,
+    bootstrap_seed: int = 0,
 ) -> str:
-    """Mean ± std over seeds of student(kind) − student(baseline), with wins/seeds."""
-    diffs = []
-    for seed in results.seeds:
-        a = results.value("student", kind, seed, metric, loss)
-        b = results.value("student", baseline, seed, metric, loss)
-        if a is not None and b is not None:
-            diffs.append(scale * (a - b))
-    if not diffs:
-        return "—"
-    wins = sum(d > 0 for d in diffs)
-    return f"{mean_std(diffs)} ({wins}/{len(diffs)})"
+    """Student(kind) − student(baseline) over seeds as ``mean [lo, hi] (wins/n, p=…)``, with
+    a trailing ``*`` when the 95 % interval excludes 0 (see `format_difference`)."""
+    return format_difference(
+        paired_comparison(results, kind, baseline, loss, metric, scale, interval, bootstrap_seed)
+    )
 
 
-def markdown(results: StudyResults) -> str:
-    """The study's tables: per loss, each teacher kind's teacher next to its student."""
+def markdown(
+    results: StudyResults,
+    interval: IntervalMethod | str = IntervalMethod.T,
+    bootstrap_seed: int = 0,
+) -> str:
+    """The study's tables: per loss, each teacher kind's teacher next to its student, the
+    accuracy as papers report it, and the findings (differences whose interval excludes 0).
+
+    ``interval`` picks the paired-difference interval: ``"t"`` (paired t, the default) or
+    ``"bootstrap"`` (percentile bootstrap, resampled from a generator seeded with
+    ``bootstrap_seed``).
+    """
+    method = interval_method(interval)
     seeds = results.seeds
     student = results.config["student"]
     subset = student.get("subset")
@@ -90,9 +112,11 @@ def markdown(results: StudyResults) -> str:
             (x for x in student["losses"] if (x.get("label") or x.get("name")) == loss),
             {"name": loss},
         )
+        kinds = _loss_kinds(results, spec.get("teachers"))
         lines += [f"## Student loss `{loss}`: {_loss_text(spec)}", ""]
-        lines += _loss_table(results, loss, spec.get("teachers"))
-        lines.append("")
+        lines += _loss_table(results, loss, kinds, method, bootstrap_seed)
+        lines += ["", *_literature_table(results, loss, kinds), ""]
+        lines += findings(loss_differences(results, loss, kinds, method, bootstrap_seed), loss)
     distances = _teacher_distance_table(results, seeds)
     if distances:
         lines += [distances, ""]
@@ -102,8 +126,14 @@ def markdown(results: StudyResults) -> str:
         f"clamps probabilities at {NLL_EPS:g}; Brier (in results.csv) is Σ_k (p_k − e_y,k)². "
         f"Fluctuation is the std of the test-accuracy curve's residual around its centred "
         f"{FLUCTUATION_WINDOW}-point moving average over the last {int(FLUCTUATION_TAIL * 100)}% "
-        "of evaluation points. Δ columns give paired differences in percentage points "
-        "(mean ± std over seeds) and in how many seeds the difference was positive."
+        "of evaluation points. "
+        + _difference_conventions(results, method)
+        + " Best-by-validation accuracy is the test accuracy at the evaluation point with the "
+        "highest validation accuracy (ties: the earliest); best-by-test accuracy is the highest "
+        "test accuracy over evaluation points, the number KD papers usually print, which is "
+        "selected on the test set and so biased upwards; top-5 accuracy counts a label as "
+        "correct when fewer than 5 other classes are at least as probable (shown with ≥ 10 "
+        "classes)."
     )
     if not any(r["role"] == "student" for r in results.rows):
         lines.append("\n(no student has finished yet)")
@@ -156,21 +186,50 @@ def _loss_text(spec: dict[str, object]) -> str:
     return "weighted sum " + " + ".join(parts)
 
 
-def _loss_table(results: StudyResults, loss: str, only: list[str] | None = None) -> list[str]:
-    """Rows of the one-hot student and of every teacher kind the loss distils from."""
-    seeds = results.seeds
-    kinds = [
+def _difference_conventions(results: StudyResults, method: IntervalMethod) -> str:
+    level = f"{100 * CONFIDENCE:g} %"
+    how = (
+        "paired t, mean ± t₀.₉₇₅,ₙ₋₁·sd/√n"
+        if method is IntervalMethod.T
+        else f"percentile bootstrap of the mean, {BOOTSTRAP_RESAMPLES} resamples; narrower "
+        "than the t interval with few seeds, so it calls more differences findings"
+    )
+    n = len(results.seeds)
+    return (
+        "Δ columns give paired differences of student test accuracy in percentage points: "
+        f"mean over seeds [{level} interval, {how}] (seeds where the difference is positive / "
+        "seeds with both students, two-sided Wilcoxon signed-rank p with zero differences "
+        f"dropped); a trailing {EXCLUDES_ZERO_MARK} marks a difference whose interval excludes "
+        "0, and only those are called findings. With n seeds neither the Wilcoxon nor the "
+        f"exact sign test can give p below 2/2ⁿ ({2 / 2**n:.3g} at the {n} seeds here)."
+    )
+
+
+def _loss_kinds(results: StudyResults, only: list[str] | None) -> list[str]:
+    """The one-hot student and every teacher kind a loss distils from."""
+    return [
         k for k in results.kinds if only is None or k in only or results.kind_names[k] == NO_TEACHER
     ]
-    reference = next((k for k in kinds if results.kind_names[k] == "deterministic"), None)
-    onehot = next((k for k in kinds if results.kind_names[k] == NO_TEACHER), None)
+
+
+def _loss_table(
+    results: StudyResults,
+    loss: str,
+    kinds: list[str],
+    method: IntervalMethod = IntervalMethod.T,
+    bootstrap_seed: int = 0,
+) -> list[str]:
+    """Rows of the one-hot student and of every teacher kind the loss distils from."""
+    seeds = results.seeds
+    onehot, reference = baselines(results, kinds)
     has_bcp = bool(results.data.get("has_bcp"))
     header = ["teacher kind", "teacher acc", "teacher NLL", "teacher ECE"]
     header += ["teacher ‖p−p*‖"] if has_bcp else []
     header += ["student acc", "student NLL", "student ECE", "student fluct."]
     header += ["student ‖p−p*‖"] if has_bcp else []
-    header += ["Δacc vs one-hot (wins)"] if onehot else []
-    header += ["Δacc vs deterministic (wins)"] if reference else []
+    level = f"{100 * CONFIDENCE:g} %"
+    header += [f"Δacc vs one-hot [{level}] (wins, p)"] if onehot else []
+    header += [f"Δacc vs deterministic [{level}] (wins, p)"] if reference else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for kind in kinds:
 
@@ -198,12 +257,54 @@ def _loss_table(results: StudyResults, loss: str, only: list[str] | None = None)
             col("student", "fluctuation", 1, 2),
         ]
         cells += [col("student", "l2_bcp")] if has_bcp else []
-        if onehot:
-            cells.append("—" if is_onehot else paired(results, kind, onehot, loss))
-        if reference:
-            cells.append(
-                "—" if is_onehot or kind == reference else paired(results, kind, reference, loss)
+
+        def diff(baseline: str, kind: str = kind) -> str:
+            return paired(
+                results, kind, baseline, loss, interval=method, bootstrap_seed=bootstrap_seed
             )
+
+        if onehot:
+            cells.append("—" if is_onehot else diff(onehot))
+        if reference:
+            cells.append("—" if is_onehot or kind == reference else diff(reference))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _literature_table(results: StudyResults, loss: str, kinds: list[str]) -> list[str]:
+    """Accuracy as KD papers report it: final, best by validation, best by test, top-5."""
+    seeds = results.seeds
+    has_top5 = any(r.get("top5_accuracy") not in (None, "") for r in results.rows)
+
+    def col(role: str, kind: str, metric: str) -> str:
+        return mean_std([results.value(role, kind, s, metric, loss) for s in seeds], 100, 2)
+
+    header = ["teacher kind", "teacher acc"]
+    header += ["teacher top-5"] if has_top5 else []
+    header += [
+        "student acc, final epoch",
+        "student acc, best by validation",
+        "student acc, best by test (selected on the test set)",
+    ]
+    header += ["student top-5, final epoch"] if has_top5 else []
+    lines = [
+        f"Accuracy (%) as papers report it, student loss `{loss}`:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for kind in kinds:
+        if results.kind_names[kind] == NO_TEACHER:
+            cells = ["`none` (one-hot)", "—"] + (["—"] if has_top5 else [])
+        else:
+            cells = [f"`{kind}`", col("teacher", kind, "accuracy")]
+            cells += [col("teacher", kind, "top5_accuracy")] if has_top5 else []
+        cells += [
+            col("student", kind, "accuracy"),
+            col("student", kind, "best_val_accuracy"),
+            col("student", kind, "best_test_accuracy"),
+        ]
+        cells += [col("student", kind, "top5_accuracy")] if has_top5 else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -246,8 +347,14 @@ def _subset_text(subset: dict[str, object]) -> str:
     return f"{100 * float(subset['fraction']):g}% of each class"  # type: ignore[arg-type]
 
 
-def write_tables(results: StudyResults) -> tuple[str, str]:
-    csv_content, md_content = csv_text(results), markdown(results)
+def write_tables(
+    results: StudyResults,
+    interval: IntervalMethod | str = IntervalMethod.T,
+    bootstrap_seed: int = 0,
+) -> tuple[str, str]:
+    """Write results.csv and results.md into the study folder; returns their contents."""
+    csv_content = csv_text(results)
+    md_content = markdown(results, interval, bootstrap_seed)
     write_text(results.folder / "results.csv", csv_content)
     write_text(results.folder / "results.md", md_content)
     return csv_content, md_content
