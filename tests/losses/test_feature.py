@@ -10,7 +10,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from bayesdistill.errors import ConfigError
+from bayesdistill.errors import ConfigError, DataError
 from bayesdistill.losses.feature import (
     FEATURE_LOSSES,
     gaussian_kl,
@@ -363,17 +363,17 @@ def test_bad_inputs_are_clear_errors(name):
     y = torch.zeros(4, dtype=torch.long)
     with pytest.raises(ConfigError, match=r"D = 3 .* D = 5.*projection"):
         loss(torch.zeros(4, 3), torch.zeros(4, 5), y)
-    with pytest.raises(ConfigError, match=r"same batch.*B = 4 \(student\) and B = 3"):
+    with pytest.raises(DataError, match=r"same batch.*B = 4 \(student\) and B = 3"):
         loss(torch.zeros(4, 3), torch.zeros(3, 3), y)
-    with pytest.raises(ConfigError, match="at least 2 samples, got B = 1"):
+    with pytest.raises(DataError, match="at least 2 samples, got B = 1"):
         loss(torch.zeros(1, 3), torch.zeros(1, 3), y[:1])
-    with pytest.raises(ConfigError, match=r"\(B, D\) features"):
+    with pytest.raises(DataError, match=r"\(B, D\) features"):
         loss(torch.zeros(4, 3, 2), torch.zeros(4, 3, 2), y)
     bad = torch.zeros(4, 3)
     bad[2, 1] = float("nan")
-    with pytest.raises(ConfigError, match="student features contain NaN"):
+    with pytest.raises(DataError, match="student features contain NaN"):
         loss(bad, torch.zeros(4, 3), y)
-    with pytest.raises(ConfigError, match="teacher features contain NaN"):
+    with pytest.raises(DataError, match="teacher features contain NaN"):
         loss(torch.zeros(4, 3), bad, y)
 
 
@@ -382,9 +382,9 @@ def test_bad_inputs_are_clear_errors(name):
 )
 def test_class_aware_distances_check_targets(name):
     x = torch.randn(4, 3)
-    with pytest.raises(ConfigError, match=r"targets of shape \(4,\)"):
+    with pytest.raises(DataError, match=r"labels must have shape \(4,\)"):
         FEATURE_LOSSES.get(name)(x, x, torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ConfigError, match="integer class labels"):
+    with pytest.raises(DataError, match="int64 class indices"):
         FEATURE_LOSSES.get(name)(x, x, torch.zeros(4))
 
 

@@ -116,7 +116,9 @@ def test_no_weighted_pair_gives_zero_with_finite_gradients():
 def test_distilled_ranking_rejects_more_than_two_classes():
     with pytest.raises(ConfigError, match=r"binary tasks.*\(B, 2\), got shape \(3, 4\)"):
         distilled_ranking(Z, P, Y)
-    with pytest.raises(ConfigError, match=r"teacher probabilities of shape \(5, 2\)"):
+    with pytest.raises(
+        DataError, match=r"teacher probabilities must have the logits' shape \(5, 2\)"
+    ):
         distilled_ranking(Z2, P, Y2)
 
 

@@ -13,11 +13,28 @@ Feature losses (KD²M's distribution distances on penultimate features) live in 
 registry, `FEATURE_LOSSES`: ``distance(student_features (B, D), teacher_features (B, D),
 targets (B,), **hparams) -> scalar``. A training objective may combine terms of both
 (`loss_kind` and `loss_registry` look a name up in either).
+
+Every public loss validates its inputs (shapes, label dtype and range, teacher
+probabilities finite, non-negative and normalised, finite features; see
+`bayesdistill.losses.checks`) and raises `DataError` or `ConfigError` naming the problem.
+Registries hold these checked functions. A training loop that validated its labels and
+teacher probabilities once calls ``unchecked(loss)`` on every step: the raw implementation,
+same value, no per-step checks.
 """
 
 from typing import Literal
 
 from bayesdistill.errors import ConfigError, UnknownNameError, did_you_mean
+from bayesdistill.losses.checks import (
+    PROB_SUM_TOLERANCE,
+    InputChecks,
+    check_features,
+    check_labels,
+    check_logits,
+    check_probabilities,
+    checked_loss,
+    unchecked,
+)
 from bayesdistill.losses.dist import dist, dist_terms, pearson_rows
 from bayesdistill.losses.dkd import dkd, dkd_terms
 from bayesdistill.losses.feature import (
@@ -118,8 +135,15 @@ __all__ = [
     "FEATURE_LOSSES",
     "LOSSES",
     "PROB_FLOOR",
+    "PROB_SUM_TOLERANCE",
+    "InputChecks",
     "LossKind",
+    "check_features",
+    "check_labels",
+    "check_logits",
     "check_num_classes",
+    "check_probabilities",
+    "checked_loss",
     "dist",
     "dist_terms",
     "distilled_ranking",
@@ -144,6 +168,7 @@ __all__ = [
     "squared_distances",
     "temper_probs",
     "tempered_log_probs",
+    "unchecked",
     "w2_class_conditional",
     "w2_empirical",
     "w2_joint",

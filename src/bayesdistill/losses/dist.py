@@ -19,12 +19,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
+from bayesdistill.losses.checks import checked_loss
 from bayesdistill.losses.response import require_teacher_probs, temper_probs
 
 PEARSON_EPS = 1e-8
 """Added to the product of norms in the Pearson correlation (the official code's value)."""
 
 
+@checked_loss("response")
 def dist(
     student_logits: Tensor,
     teacher_probs: Tensor | None,

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
+from bayesdistill.losses.checks import checked_loss
 from bayesdistill.losses.feature_gaussian import (
     COVARIANCES,
     GAUSSIAN_KL_RIDGE,
@@ -51,6 +52,17 @@ FeatureLoss = Callable[..., Tensor]
 FEATURE_LOSSES: Registry[FeatureLoss] = Registry("feature loss")
 """Feature distances by name. Tag ``uses_targets``: whether the labels enter the value."""
 
+
+def _feature_loss(name: str, *, uses_targets: bool) -> Callable[[FeatureLoss], FeatureLoss]:
+    """Register the checked form (`checked_loss`) of a raw feature distance under ``name``."""
+
+    def decorate(raw: FeatureLoss) -> FeatureLoss:
+        checked = checked_loss("feature", uses_targets=uses_targets)(raw)
+        return FEATURE_LOSSES.register(name, uses_targets=uses_targets)(checked)
+
+    return decorate
+
+
 EMD_MAX_ITERATIONS = 1_000_000
 """Network-simplex iteration cap for ``ot.emd`` (POT's default, 100 000, can be reached
 for batches of a few hundred points)."""
@@ -63,7 +75,7 @@ batch: ``"sum"`` Σ_c d_c (the KD²M code); ``"mean"`` the average over those cl
 CLASS_WEIGHTINGS: tuple[str, ...] = ("sum", "mean", "proportional")
 
 
-@FEATURE_LOSSES.register("w2_empirical", uses_targets=False)
+@_feature_loss("w2_empirical", uses_targets=False)
 def w2_empirical(
     student_features: Tensor,
     teacher_features: Tensor,
@@ -87,7 +99,7 @@ def w2_empirical(
     Returns:
         Scalar W2², in squared feature units (not divided by D).
     """
-    student, teacher = _check_features(student_features, teacher_features, "w2_empirical")
+    student, teacher = _as_float(student_features, teacher_features)
     _check_choice("w2_empirical", "solver", solver, ("emd", "emd2"))
     cost = squared_distances(student, teacher)
     if solver == "emd2":
@@ -100,7 +112,7 @@ def w2_empirical(
     return (plan * cost).sum()
 
 
-@FEATURE_LOSSES.register("w2_class_conditional", uses_targets=True)
+@_feature_loss("w2_class_conditional", uses_targets=True)
 def w2_class_conditional(
     student_features: Tensor,
     teacher_features: Tensor,
@@ -126,8 +138,7 @@ def w2_class_conditional(
         Scalar.
     """
     name = "w2_class_conditional"
-    student, teacher = _check_features(student_features, teacher_features, name)
-    _check_targets(targets, student.shape[0], name)
+    student, teacher = _as_float(student_features, teacher_features)
     _check_choice(name, "weighting", weighting, CLASS_WEIGHTINGS)
     cost = squared_distances(student, teacher)
     cost_np = _to_numpy(cost)
@@ -142,7 +153,7 @@ def w2_class_conditional(
     return (_plan_to(plan, cost) * cost).sum()
 
 
-@FEATURE_LOSSES.register("w2_joint", uses_targets=True)
+@_feature_loss("w2_joint", uses_targets=True)
 def w2_joint(
     student_features: Tensor,
     teacher_features: Tensor,
@@ -171,8 +182,7 @@ def w2_joint(
     Returns:
         Scalar.
     """
-    student, teacher = _check_features(student_features, teacher_features, "w2_joint")
-    _check_targets(targets, student.shape[0], "w2_joint")
+    student, teacher = _as_float(student_features, teacher_features)
     if not beta >= 0:
         raise ConfigError(f"w2_joint beta must be ≥ 0 (inf: labels must match), got {beta}")
     cost = squared_distances(student, teacher)
@@ -185,7 +195,7 @@ def w2_joint(
     return (plan * joint).sum()
 
 
-@FEATURE_LOSSES.register("gaussian_w2", uses_targets=False)
+@_feature_loss("gaussian_w2", uses_targets=False)
 def gaussian_w2(
     student_features: Tensor,
     teacher_features: Tensor,
@@ -210,14 +220,14 @@ def gaussian_w2(
     Returns:
         Scalar.
     """
-    student, teacher = _check_features(student_features, teacher_features, "gaussian_w2")
+    student, teacher = _as_float(student_features, teacher_features)
     _check_choice("gaussian_w2", "covariance", covariance, COVARIANCES)
     mean_s, cov_s = fit_gaussian(student, covariance)
     mean_t, cov_t = fit_gaussian(teacher, covariance)
     return bures_wasserstein_squared(mean_s, cov_s, mean_t, cov_t, covariance)
 
 
-@FEATURE_LOSSES.register("gaussian_w2_class_conditional", uses_targets=True)
+@_feature_loss("gaussian_w2_class_conditional", uses_targets=True)
 def gaussian_w2_class_conditional(
     student_features: Tensor,
     teacher_features: Tensor,
@@ -245,8 +255,7 @@ def gaussian_w2_class_conditional(
         Scalar.
     """
     name = "gaussian_w2_class_conditional"
-    student, teacher = _check_features(student_features, teacher_features, name)
-    _check_targets(targets, student.shape[0], name)
+    student, teacher = _as_float(student_features, teacher_features)
     _check_choice(name, "covariance", covariance, COVARIANCES)
     _check_choice(name, "weighting", weighting, CLASS_WEIGHTINGS)
     _, labels, counts = torch.unique(targets, return_inverse=True, return_counts=True)
@@ -262,7 +271,7 @@ def gaussian_w2_class_conditional(
     return (per_class * counts.to(per_class)).sum() / student.shape[0]
 
 
-@FEATURE_LOSSES.register("gaussian_kl", uses_targets=False)
+@_feature_loss("gaussian_kl", uses_targets=False)
 def gaussian_kl(
     student_features: Tensor,
     teacher_features: Tensor,
@@ -291,7 +300,7 @@ def gaussian_kl(
     Returns:
         Scalar, in nats.
     """
-    student, teacher = _check_features(student_features, teacher_features, "gaussian_kl")
+    student, teacher = _as_float(student_features, teacher_features)
     _check_choice("gaussian_kl", "covariance", covariance, COVARIANCES)
     _check_choice("gaussian_kl", "direction", direction, ("student_teacher", "teacher_student"))
     if not ridge >= 0:
@@ -303,7 +312,7 @@ def gaussian_kl(
     return gaussian_kl_divergence(mean_t, cov_t, mean_s, cov_s, covariance, ridge)
 
 
-@FEATURE_LOSSES.register("mmd", uses_targets=False)
+@_feature_loss("mmd", uses_targets=False)
 def mmd(
     student_features: Tensor,
     teacher_features: Tensor,
@@ -332,7 +341,7 @@ def mmd(
     Returns:
         Scalar.
     """
-    student, teacher = _check_features(student_features, teacher_features, "mmd")
+    student, teacher = _as_float(student_features, teacher_features)
     if bandwidths is not None and tuple(median_multipliers) != (1.0,):
         raise ConfigError(
             "mmd: give either bandwidths or median_multipliers (the median heuristic), not both"
@@ -416,52 +425,13 @@ def _median_distance(sq_dist: Tensor) -> float:
     return float(values.median().sqrt())
 
 
-def _check_features(student: Tensor, teacher: Tensor, name: str) -> tuple[Tensor, Tensor]:
-    """Validate ``(B, D)`` student/teacher features; return them in a common float dtype,
-    the teacher detached."""
-    if student.ndim != 2 or teacher.ndim != 2:
-        raise ConfigError(
-            f"feature loss '{name}' takes (B, D) features; got student {tuple(student.shape)} "
-            f"and teacher {tuple(teacher.shape)}. Flatten or pool feature maps first."
-        )
-    if student.shape[0] != teacher.shape[0]:
-        raise ConfigError(
-            f"feature loss '{name}': student and teacher features must come from the same "
-            f"batch, got B = {student.shape[0]} (student) and B = {teacher.shape[0]} (teacher)"
-        )
-    if student.shape[1] != teacher.shape[1]:
-        raise ConfigError(
-            f"feature loss '{name}': student features have D = {student.shape[1]} but teacher "
-            f"features D = {teacher.shape[1]}. Comparing them needs a projection (e.g. a "
-            "learned linear layer on the student features) which you must choose and add to "
-            "the student; the loss does not pick one."
-        )
-    if student.shape[0] < 2:
-        raise ConfigError(
-            f"feature loss '{name}' needs a batch of at least 2 samples, got B = "
-            f"{student.shape[0]}; distributions of a single point cannot be matched"
-        )
+def _as_float(student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+    """Student and teacher features in a common float dtype (at least float32), the teacher
+    detached and on the student's device."""
     dtype = torch.promote_types(student.dtype, teacher.dtype)
     if not dtype.is_floating_point or torch.finfo(dtype).bits < 32:
         dtype = torch.float32
-    for role, features in (("student", student), ("teacher", teacher)):
-        if not bool(torch.isfinite(features).all()):
-            raise ConfigError(
-                f"feature loss '{name}': {role} features contain NaN or inf (has training "
-                "diverged? try a lower learning rate or a smaller loss weight)"
-            )
     return student.to(dtype), teacher.detach().to(dtype=dtype, device=student.device)
-
-
-def _check_targets(targets: Tensor, batch: int, name: str) -> None:
-    if targets.ndim != 1 or targets.shape[0] != batch:
-        raise ConfigError(
-            f"feature loss '{name}' needs targets of shape ({batch},), got {tuple(targets.shape)}"
-        )
-    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
-        raise ConfigError(
-            f"feature loss '{name}' needs integer class labels, got targets of dtype {targets.dtype}"
-        )
 
 
 def _check_choice(name: str, option: str, value: str, allowed: tuple[str, ...]) -> None:

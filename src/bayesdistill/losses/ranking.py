@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
+from bayesdistill.losses.checks import checked_loss
 from bayesdistill.losses.response import require_teacher_probs
 
 
+@checked_loss("response")
 def weighted_negatives(
     student_logits: Tensor, teacher_probs: Tensor | None, targets: Tensor
 ) -> Tensor:
@@ -41,6 +43,7 @@ def weighted_negatives(
     return (log_normaliser - on_target).mean()
 
 
+@checked_loss("response")
 def distilled_ranking(
     student_logits: Tensor,
     teacher_probs: Tensor | None,
@@ -70,11 +73,6 @@ def distilled_ranking(
         )
     if teacher is None:
         positive = targets.to(student_logits.dtype)
-    elif teacher.shape != student_logits.shape:
-        raise ConfigError(
-            f"distilled_ranking needs teacher probabilities of shape {tuple(student_logits.shape)}"
-            f" like the logits, got {tuple(teacher.shape)}"
-        )
     else:
         positive = teacher[:, 1].to(student_logits.dtype)
     scores = student_logits[:, 1] - student_logits[:, 0]

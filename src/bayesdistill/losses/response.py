@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayesdistill.errors import ConfigError
+from bayesdistill.errors import ConfigError, DataError
+from bayesdistill.losses.checks import checked_loss
 
 PROB_FLOOR = 1e-12
 """Teacher probabilities are clamped to at least this before logs (exact zeros allowed)."""
@@ -45,8 +46,8 @@ def linear_warmup(epoch: float, warmup_epochs: float) -> float:
     means no warm-up (weight 1), and so does ``epoch = math.inf``, the default of every
     loss that warms up, so that such a loss called without an epoch is the full loss.
     """
-    if epoch < 0:
-        raise ValueError(f"epoch must be non-negative (epochs since the start), got {epoch}")
+    if not epoch >= 0:  # also refuses NaN
+        raise DataError(f"epoch must be non-negative (epochs since the start), got {epoch}")
     if warmup_epochs == 0:
         return 1.0
     return min(1.0, epoch / warmup_epochs)
@@ -66,11 +67,13 @@ def kl_to_student(target_probs: Tensor, logits: Tensor) -> Tensor:
     return F.kl_div(F.log_softmax(logits, dim=1), log_q, reduction="batchmean", log_target=True)
 
 
+@checked_loss("response", uses_teacher=False)
 def onehot_ce(student_logits: Tensor, teacher_probs: Tensor | None, targets: Tensor) -> Tensor:
     """Cross-entropy with the one-hot labels (no teacher): −log softmax(z)_y."""
     return F.cross_entropy(student_logits, targets)
 
 
+@checked_loss("response", uses_targets=False)
 def soft_ce(student_logits: Tensor, teacher_probs: Tensor | None, targets: Tensor) -> Tensor:
     """Soft-label cross-entropy with the teacher's probabilities: −Σ_k p_k log softmax(z)_k.
 
@@ -81,6 +84,7 @@ def soft_ce(student_logits: Tensor, teacher_probs: Tensor | None, targets: Tenso
     return soft_cross_entropy(student_logits, require_teacher_probs(teacher_probs, "soft_ce"))
 
 
+@checked_loss("response")
 def kd(
     student_logits: Tensor,
     teacher_probs: Tensor | None,

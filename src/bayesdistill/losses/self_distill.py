@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
+from bayesdistill.losses.checks import checked_loss
 from bayesdistill.losses.response import linear_warmup, require_teacher_probs, temper_probs
 
 
+@checked_loss("response")
 def self_distill(
     student_logits: Tensor,
     teacher_probs: Tensor | None,

@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
+from bayesdistill.losses.checks import checked_loss
 from bayesdistill.losses.response import require_teacher_probs
 
 
+@checked_loss("response")
 def wttm(
     student_logits: Tensor,
     teacher_probs: Tensor | None,
