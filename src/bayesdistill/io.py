@@ -6,6 +6,17 @@ then moved over the target with `os.replace`, which is atomic on POSIX and Windo
 killed mid-write leaves at worst a stale ``*.tmp`` sibling, which `remove_stale_temporaries`
 deletes when the run resumes; the target is either the old complete file or the new one.
 
+Files get the mode a plain ``open(path, "w")`` gives a new file, ``0o666`` minus the
+user's umask (0o644 under the usual umask 0o022, 0o600 under 0o077), and folders
+``0o777`` minus the umask (``Path.mkdir``). The temporary is created with
+``os.open(..., 0o666)``, so the kernel applies the umask (and a folder's default ACL)
+exactly as for ``open``; `os.replace` keeps that mode. Nothing reads the umask: reading it
+means setting it (``os.umask(0)`` then restoring it), which changes it for every thread of
+the process in between, and no lock of ours can stop another library's thread from
+creating a world-writable file in that window. (``tempfile.mkstemp``, used before, creates
+0o600 files whatever the umask, so results were unreadable to colleagues.) A rewrite makes
+a new file: it gets the umask's mode, not the mode of the file it replaces.
+
 Checkpoints are loaded with ``torch.load(..., weights_only=True)``: loading never executes
 code from the file.
 """
@@ -13,10 +24,11 @@ code from the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -27,27 +39,59 @@ from bayesdistill.errors import CheckpointError
 
 TEMP_SUFFIX = ".tmp"
 
+NEW_FILE_MODE = 0o666
+"""Mode requested for a new file, as `open` requests it; the kernel removes the umask's bits."""
+
+TEMP_NAME_ATTEMPTS = 100
+"""Random temporary names tried before giving up (a clash needs 2⁻⁶⁴ luck or a bug)."""
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` for writing; replace ``path`` on success only."""
+    """Open a temporary sibling of ``path`` for writing; replace ``path`` on success only.
+
+    The file ends with mode ``0o666 & ~umask``, as a new file made by ``open`` (see the
+    module docstring). On any exception, ``KeyboardInterrupt`` included, the temporary is
+    deleted and ``path`` keeps its old content.
+    """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent
-    )
+    fd, tmp_path = _create_temporary(target)
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
+        os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+            os.unlink(tmp_path)
         raise
+
+
+def _create_temporary(target: Path) -> tuple[int, Path]:
+    """Create and open ``.<name>.<random>.tmp`` next to ``target``, as `open` would create it.
+
+    ``O_EXCL`` makes the creation fail rather than reuse an existing file (a name taken
+    by another writer is skipped); mode `NEW_FILE_MODE` lets the kernel apply the umask.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(TEMP_NAME_ATTEMPTS):
+        candidate = target.parent / _temp_name(target)
+        try:
+            return os.open(candidate, flags, NEW_FILE_MODE), candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(
+        errno.EEXIST,
+        f"no unused temporary name next to '{target}' after {TEMP_NAME_ATTEMPTS} attempts",
+    )
+
+
+def _temp_name(target: Path) -> str:
+    return f".{target.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
