@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from bayesdistill.losses import onehot_ce
 from bayesdistill.models import Classifier, create_model
 from bayesdistill.seeding import seeded
 from bayesdistill.train import TrainSettings, fit
+from tests.installed import InstalledCommand, build_wheel, install
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +64,19 @@ def interrupt_after(epochs: int, run) -> None:
             run()
     finally:
         TensorBatches.epoch = original
+
+
+@pytest.fixture(scope="session")
+def bayesdistill_wheel(tmp_path_factory) -> Path:
+    """The wheel of this checkout, built once per session outside the repository."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def installed_bayesdistill(bayesdistill_wheel: Path, tmp_path_factory) -> InstalledCommand:
+    """``bayesdistill`` installed from the wheel in a fresh venv outside the repository that
+    sees the declared dependencies only (no click unless declared; see tests/installed.py).
+
+    ``installed_bayesdistill.run("list", "configs", cwd=tmp_path)`` runs the console script
+    and returns the `subprocess.CompletedProcess` (text, exit status not checked)."""
+    return install(bayesdistill_wheel, tmp_path_factory.mktemp("installed"))
