@@ -23,14 +23,16 @@ class Classifier(nn.Module):
         """Penultimate features, ``(B, F)``."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits, ``(B, C)``."""
-        return self.head(self.features(x))
+    def forward(self, x: Tensor, with_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits ``(B, C)``; with ``with_features``, ``(logits, features (B, F))`` from one
+        pass (through ``forward``, so a DDP or compiled wrapper sees the whole pass)."""
+        z = self.features(x)
+        logits = self.head(z)
+        return (logits, z) if with_features else logits
 
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits (B, C), features (B, F))`` from one pass."""
-        z = self.features(x)
-        return self.head(z), z
+        return self(x, with_features=True)  # type: ignore[return-value]
 
     @property
     def num_classes(self) -> int:

@@ -11,14 +11,16 @@ import torch
 from torch import Tensor, nn
 
 from bayesdistill.config.schema import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
-from bayesdistill.data import AUGMENTATIONS, DATASETS, ArrayData, DataSplits, make_splits
+from bayesdistill.data import AUGMENTATIONS, DATASETS, DataSplits, make_splits
 from bayesdistill.data.augment import Augmentation, Compose
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import load_torch, save_torch
 from bayesdistill.metrics import classification_metrics
 from bayesdistill.models import Classifier, create_model
 from bayesdistill.seeding import derive_seed, seeded
 from bayesdistill.teachers.base import network_from_state, network_state
+from bayesdistill.train.batches import input_batches
 
 log = logging.getLogger("bayesdistill")
 
@@ -74,19 +76,19 @@ def init_network(
 
 
 @torch.no_grad()
-def predict_network(network: nn.Module, x: Tensor, batch_size: int = EVAL_BATCH_SIZE) -> Tensor:
-    """softmax of the network's logits over ``x`` in chunks, ``(N, C)``."""
+def predict_network(
+    network: nn.Module, data: Tensor | LabelledData, batch_size: int = EVAL_BATCH_SIZE
+) -> Tensor:
+    """softmax of the network's logits over ``data`` (inputs, or labelled data) in
+    chunks, ``(N, C)``, on the network's device."""
     network.eval()
     device = next(network.parameters()).device
     return torch.cat(
-        [
-            torch.softmax(network(x[i : i + batch_size].to(device)), 1)
-            for i in range(0, len(x), batch_size)
-        ]
+        [torch.softmax(network(x), 1).float() for x in input_batches(data, device, batch_size)]
     )
 
 
-def split_metrics(probs: Tensor, data: ArrayData, prefix: str) -> dict[str, float]:
+def split_metrics(probs: Tensor, data: LabelledData, prefix: str) -> dict[str, float]:
     metrics = classification_metrics(
         probs.cpu(), data.y.cpu(), None if data.bcp is None else data.bcp.cpu()
     )
@@ -97,8 +99,8 @@ def network_evaluator(splits: DataSplits) -> Callable[[nn.Module], Mapping[str, 
     """Validation and test metrics of a network's softmax (logged at evaluation points)."""
 
     def evaluate(network: nn.Module) -> dict[str, float]:
-        out = split_metrics(predict_network(network, splits.val.x), splits.val, "val")
-        out.update(split_metrics(predict_network(network, splits.test.x), splits.test, "test"))
+        out = split_metrics(predict_network(network, splits.val), splits.val, "val")
+        out.update(split_metrics(predict_network(network, splits.test), splits.test, "test"))
         return out
 
     return evaluate

@@ -103,9 +103,7 @@ def train_student(
     probs = None
     if distilled and augment is None:
         check_teacher_matches(teacher, splits.num_classes, "training data")
-        probs = cached_teacher_probs(teacher, splits.train.x.to(device), targets_cache)[
-            index.to(device)
-        ]
+        probs = cached_teacher_probs(teacher, splits.train, targets_cache)[index.to(device)]
     network = init_network(config.model, splits, seed, STUDENT_INIT_STREAM, device)
     tic = time.perf_counter()
     result = distill(

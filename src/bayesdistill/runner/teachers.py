@@ -20,6 +20,7 @@ import torch
 
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
 from bayesdistill.data import DataSplits
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.io import JsonLines, load_torch, read_json, save_torch, write_json
 from bayesdistill.losses import onehot_ce
 from bayesdistill.metrics import fluctuation, mean_entropy
@@ -54,13 +55,16 @@ TRAIN_PROBS = "train_probs.pt"
 CURVE_KEY = "test_accuracy"
 
 
-def cached_teacher_probs(teacher: Teacher, x: torch.Tensor, cache: Path | None) -> torch.Tensor:
-    """The teacher's probabilities on ``x``, read from / written to ``cache`` if given."""
+def cached_teacher_probs(
+    teacher: Teacher, data: LabelledData, cache: Path | None
+) -> torch.Tensor:
+    """The teacher's probabilities on ``data`` (on the teacher's device), read from /
+    written to ``cache`` if given."""
     if cache is not None and cache.is_file():
         state = load_torch(cache, what="cached teacher predictions", expected_format=TARGETS_FORMAT)
-        if state["probs"].shape[0] == len(x):
-            return state["probs"].to(x.device)
-    probs = predict_in_batches(teacher, x)
+        if state["probs"].shape[0] == len(data):
+            return state["probs"].to(getattr(teacher, "device", "cpu"))
+    probs = predict_in_batches(teacher, data)
     if cache is not None:
         save_torch(cache, {"format": TARGETS_FORMAT, "probs": probs.cpu()})
     return probs
@@ -141,13 +145,10 @@ def build_teacher(
     seconds = time.perf_counter() - tic
     teacher.save(teacher_file)
     splits = context.splits
-    device = _device(context)
-    test_probs = predict_in_batches(teacher, splits.test.x.to(device)).cpu()
-    val_probs = predict_in_batches(teacher, splits.val.x.to(device)).cpu()
+    test_probs = predict_in_batches(teacher, splits.test).cpu()
+    val_probs = predict_in_batches(teacher, splits.val).cpu()
     # what students learn from: the teacher's predictions on the training set (cached)
-    train_probs = cached_teacher_probs(
-        teacher, splits.train.x.to(device), folder / TRAIN_PROBS
-    ).cpu()
+    train_probs = cached_teacher_probs(teacher, splits.train, folder / TRAIN_PROBS).cpu()
     own_curve = JsonLines(context.run_dir / "metrics.jsonl").read()
     save_torch(
         folder / "test_probs.pt",

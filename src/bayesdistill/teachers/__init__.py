@@ -60,6 +60,7 @@ from bayesdistill.teachers.variational import (
     to_mean_field,
     train_mfvi,
 )
+from bayesdistill.train.batches import iterate
 from bayesdistill.train.settings import TrainSettings
 
 
@@ -74,9 +75,11 @@ def build_temperature(context: TeacherContext) -> TemperatureTeacher:
     """The trained network with one temperature fitted on validation NLL (Guo et al. 2017)."""
     network = context.need_network("temperature")
     device = next(network.parameters()).device
+    network.eval()
     with torch.no_grad():
-        logits = network.eval()(context.splits.val.x.to(device))
-    return TemperatureTeacher(network, fit_temperature(logits, context.splits.val.y))
+        pairs = [(network(x), y) for x, y in iterate(context.splits.val, device)]
+    logits, labels = zip(*pairs, strict=True)
+    return TemperatureTeacher(network, fit_temperature(torch.cat(logits), torch.cat(labels)))
 
 
 @TEACHERS.register("laplace", needs_network=True)

@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.base import ArrayData
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.losses.response import PROB_FLOOR
 from bayesdistill.models import Classifier
 from bayesdistill.teachers.base import network_from_state, network_state
 from bayesdistill.teachers.deterministic import DeterministicTeacher
-from bayesdistill.train.batches import TensorBatches
+from bayesdistill.train.batches import iterate, num_batches
 from bayesdistill.train.loop import FitResult, fit
 from bayesdistill.train.settings import TrainSettings
 
@@ -83,7 +83,7 @@ class MSETeacher(DeterministicTeacher):
 
 def train_mse_teacher(
     network: Classifier,
-    train: ArrayData,
+    train: LabelledData,
     *,
     settings: TrainSettings,
     seed: int,
@@ -114,7 +114,7 @@ def train_mse_teacher(
 
 
 @torch.no_grad()
-def class_centroids(network: nn.Module, data: ArrayData, num_classes: int) -> Tensor:
+def class_centroids(network: nn.Module, data: LabelledData, num_classes: int) -> Tensor:
     """Q ``(C, C)``: row y is the mean softmax output over the examples labelled y.
 
     A class without examples gets the uniform distribution. The network is evaluated in
@@ -125,9 +125,7 @@ def class_centroids(network: nn.Module, data: ArrayData, num_classes: int) -> Te
     device = next(network.parameters()).device
     sums = torch.zeros(num_classes, num_classes, device=device)
     counts = torch.zeros(num_classes, device=device)
-    for i in range(0, len(data), CENTROID_BATCH_SIZE):
-        x = data.x[i : i + CENTROID_BATCH_SIZE].to(device)
-        y = data.y[i : i + CENTROID_BATCH_SIZE].to(device)
+    for x, y in iterate(data, device, CENTROID_BATCH_SIZE):
         sums.index_add_(0, y, torch.softmax(network(x), dim=1))
         counts.index_add_(0, y, torch.ones_like(y, dtype=counts.dtype))
     network.train(was_training)
@@ -171,7 +169,7 @@ class _CentroidModel(nn.Module):
     with the centroids it had.
     """
 
-    def __init__(self, network: Classifier, data: ArrayData, steps_per_epoch: int) -> None:
+    def __init__(self, network: Classifier, data: LabelledData, steps_per_epoch: int) -> None:
         super().__init__()
         self.network = network
         self.data = data
@@ -192,7 +190,7 @@ class _CentroidModel(nn.Module):
 
 def finetune_mcmi(
     network: Classifier,
-    train: ArrayData,
+    train: LabelledData,
     *,
     settings: TrainSettings,
     seed: int,
@@ -213,9 +211,7 @@ def finetune_mcmi(
         cmi_weight: λ; positive maximises the CMI (Ye et al.), negative minimises it.
     """
     network = copy.deepcopy(network)
-    steps_per_epoch = len(
-        TensorBatches(train, settings.batch_size, seed=seed, drop_last=settings.drop_last)
-    )
+    steps_per_epoch = num_batches(len(train), settings.batch_size, settings.drop_last)
     device = next(network.parameters()).device
     model = _CentroidModel(network, train.to(device), steps_per_epoch)
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.base import ArrayData
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.seeding import generator
@@ -134,7 +134,7 @@ def ivon_step(model: nn.Module, optimizer: Any, compute_loss: Callable[[], Tenso
 
 def train_ivon(
     network: Classifier,
-    train: ArrayData,
+    train: LabelledData,
     *,
     settings: TrainSettings,
     seed: int,

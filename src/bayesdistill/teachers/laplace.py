@@ -43,12 +43,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from bayesdistill.data.base import ArrayData
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import CheckpointError, ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.teachers.base import NetworkTeacher, network_from_state, network_state
+from bayesdistill.train.batches import data_loader
 
 LAST_LAYER_NAME = "head"
 """Every bayesdistill `Classifier` names its last linear layer ``head``."""
@@ -230,8 +231,8 @@ class LaplaceTeacher(NetworkTeacher):
 
 def fit_laplace(
     network: Classifier,
-    train: ArrayData,
-    val: ArrayData | None = None,
+    train: LabelledData,
+    val: LabelledData | None = None,
     *,
     subset_of_weights: SubsetOfWeights | str = SubsetOfWeights.LAST_LAYER,
     hessian_structure: HessianStructure | str = HessianStructure.KRON,
@@ -513,10 +514,8 @@ def _kron_message(unsupported: dict[str, str]) -> str:
     )
 
 
-def _loader(data: ArrayData, device: torch.device) -> DataLoader:
-    return DataLoader(
-        TensorDataset(data.x.to(device), data.y.to(device)), batch_size=FIT_BATCH_SIZE
-    )
+def _loader(data: LabelledData, device: torch.device) -> DataLoader:
+    return data_loader(data, device, FIT_BATCH_SIZE)
 
 
 @contextlib.contextmanager

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bayesdistill.data.base import ArrayData
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import CheckpointError, ConfigError
 from bayesdistill.losses.response import PROB_FLOOR, temper_probs
 from bayesdistill.teachers.base import SavableTeacher
 from bayesdistill.teachers.deterministic import fit_temperature
+from bayesdistill.train.targets import predict_in_batches
 
 
 class TemperedTeacher(SavableTeacher):
@@ -63,11 +64,10 @@ class TemperedTeacher(SavableTeacher):
 
 
 @torch.no_grad()
-def calibrate(teacher: SavableTeacher, val: ArrayData, batch_size: int = 1024) -> TemperedTeacher:
+def calibrate(
+    teacher: SavableTeacher, val: LabelledData, batch_size: int = 1024
+) -> TemperedTeacher:
     """Wrap ``teacher`` with the temperature that minimises its NLL on ``val``."""
-    x = val.x.to(teacher.device)
-    probs = torch.cat(
-        [teacher.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    )
+    probs = predict_in_batches(teacher, val, batch_size)
     temperature = fit_temperature(probs.clamp_min(PROB_FLOOR).log(), val.y.to(probs.device))
     return TemperedTeacher(teacher, temperature)

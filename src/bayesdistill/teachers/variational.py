@@ -47,12 +47,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.base import ArrayData
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
 from bayesdistill.seeding import generator
 from bayesdistill.teachers.base import SavableTeacher, network_state
-from bayesdistill.train.batches import TensorBatches
+from bayesdistill.train.batches import num_batches
 from bayesdistill.train.loop import FitResult, fit
 from bayesdistill.train.settings import TrainSettings
 
@@ -361,7 +361,7 @@ class _ELBOModel(nn.Module):
 
 def train_mfvi(
     network: Classifier,
-    train: ArrayData,
+    train: LabelledData,
     *,
     settings: TrainSettings,
     seed: int,
@@ -399,9 +399,7 @@ def train_mfvi(
         layer.estimator = estimator
     model = _ELBOModel(network)
     n_train = len(train)
-    steps = settings.epochs * len(
-        TensorBatches(train, settings.batch_size, seed=seed, drop_last=settings.drop_last)
-    )
+    steps = settings.epochs * num_batches(len(train), settings.batch_size, settings.drop_last)
 
     def loss_fn(logits: Tensor, _teacher: Tensor | None, y: Tensor) -> Tensor:
         nll = F.cross_entropy(logits, y)

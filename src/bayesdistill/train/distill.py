@@ -10,17 +10,20 @@ from typing import Any
 from torch import Tensor, nn
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.base import ArrayData
-from bayesdistill.errors import ConfigError
+from bayesdistill.data.stream import LabelledData
+from bayesdistill.errors import ConfigError, DataError
 from bayesdistill.losses import (
     LOSSES,
     check_num_classes,
+    check_probabilities,
     loss_kind,
     needs_teacher,
     onehot_ce,
     runtime_inputs,
+    unchecked,
 )
 from bayesdistill.teachers.base import Teacher, check_teacher_matches
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.features import (
     OnlineFeatures,
     check_feature_dims,
@@ -34,12 +37,21 @@ from bayesdistill.train.targets import (
     CachedTargets,
     OnlineTargets,
     TargetSource,
+    TeacherCache,
+    ViewSource,
     predict_in_batches,
 )
 from bayesdistill.train.variance_reduction import (
     SVRGCorrection,
     check_same_architecture,
     full_gradient,
+)
+from bayesdistill.train.views import (
+    DEFAULT_VIEWS,
+    ViewCache,
+    ViewTargets,
+    build_view_cache,
+    check_view_options,
 )
 
 LossSpec = str | LossFn | Sequence[LossTerm]
@@ -48,7 +60,7 @@ LossSpec = str | LossFn | Sequence[LossTerm]
 
 def distill(
     student: nn.Module,
-    train: ArrayData,
+    train: LabelledData,
     teacher: Teacher | None,
     *,
     loss: LossSpec = "kd",
@@ -59,10 +71,15 @@ def distill(
     teacher_features: Tensor | None = None,
     evaluate: Evaluator | None = None,
     augment: Augmentation | None = None,
+    teacher_cache: TeacherCache | str = TeacherCache.AUTO,
+    cache_views: int = DEFAULT_VIEWS,
+    cache_top_k: int | None = None,
+    view_cache: ViewCache | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
     description: str = "student",
+    accel: Acceleration = DEFAULT_ACCELERATION,
 ) -> FitResult:
     """Train ``student`` on ``train`` from ``teacher`` (one-hot labels if None).
 
@@ -76,9 +93,14 @@ def distill(
       names in `LOSSES` (on logits) or `FEATURE_LOSSES` (on penultimate features, e.g.
       KD²M's ``CE + λ·W2``); each term's batch mean is logged as ``train_loss/<label>``.
 
-    Teacher probabilities: without augmentation the teacher is asked once for the whole
-    training set (or ``teacher_probs``, ``(N, C)``, is used as given); with augmentation on
-    every augmented batch. Teacher features (feature terms only) come from the teacher's
+    Teacher probabilities (``teacher_cache``, see `TeacherCache`): without augmentation
+    the teacher is asked once for the whole training set (``exact``; or ``teacher_probs``,
+    ``(N, C)``, is used as given, after checking it); with augmentation, either on every
+    augmented batch (``none``, the ``auto`` choice) or once on ``cache_views`` stored views
+    per example (``views``: `bayesdistill.train.views`; ``cache_top_k`` keeps the k largest
+    probabilities of each view; ``view_cache`` is used as given). ``train`` is in-memory
+    `ArrayData` or a streamed `StreamData`; example ids are positions in it.
+    Teacher features (feature terms only) come from the teacher's
     network (its mean/MAP network for a Bayesian teacher, see
     `bayesdistill.train.features`), likewise cached once (or ``teacher_features``,
     ``(N, D)``, as given) or computed per augmented batch; student and teacher feature
@@ -91,9 +113,29 @@ def distill(
         ...     LossTerm("onehot_ce"), LossTerm("w2_empirical", weight=1e-4)])  # doctest: +SKIP
     """
     settings = settings or TrainSettings()
-    objective, targets = _objective(
-        student, train, teacher, loss, loss_options, teacher_probs, teacher_features, augment
+    cache = _cache_mode(teacher_cache, augment, teacher_probs, view_cache)
+    if cache is TeacherCache.VIEWS and view_cache is None:
+        check_view_options(augment, cache_views, cache_top_k)
+    objective, uses_probs = _objective(
+        student, train, teacher, loss, loss_options, teacher_features, augment, cache
     )
+    targets: TargetSource | ViewSource | None = None
+    if teacher is not None and uses_probs:
+        targets = _teacher_targets(
+            student,
+            teacher,
+            train,
+            teacher_probs,
+            augment,
+            cache,
+            accel,
+            seed,
+            views=cache_views,
+            top_k=cache_top_k,
+            view_cache=view_cache,
+        )
+    if isinstance(targets, ViewSource):
+        augment = None  # the stored views bring their own
     return fit(
         student,
         train,
@@ -111,31 +153,74 @@ def distill(
             "teacher": type(teacher).__name__,
             "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", list(loss)),
             "options": dict(loss_options or {}),
+            **(
+                {"cache": cache.value, "views": cache_views, "top_k": cache_top_k}
+                if cache is TeacherCache.VIEWS
+                else {}
+            ),
         },
+        accel=accel,
     )
+
+
+def _cache_mode(
+    mode: TeacherCache | str,
+    augment: Augmentation | None,
+    teacher_probs: Tensor | None,
+    view_cache: ViewCache | None,
+) -> TeacherCache:
+    """The teacher cache to use, checked against the augmentation and given targets."""
+    try:
+        mode = TeacherCache(mode)
+    except ValueError:
+        allowed = ", ".join(m.value for m in TeacherCache)
+        raise ConfigError(f"teacher_cache must be one of {allowed}, got {mode!r}") from None
+    if mode is TeacherCache.AUTO:
+        mode = (
+            TeacherCache.VIEWS
+            if view_cache is not None
+            else (TeacherCache.EXACT if augment is None else TeacherCache.NONE)
+        )
+    if mode is TeacherCache.EXACT and augment is not None:
+        raise ConfigError(
+            "teacher_cache 'exact' caches the teacher's predictions on the clean training "
+            "set, but the student trains with augmentation; use 'views' (stored augmented "
+            "views) or 'none' (ask the teacher on every batch)"
+        )
+    if mode is TeacherCache.VIEWS and augment is None:
+        check_view_options(None, 1, None)
+    if teacher_probs is not None and mode is not TeacherCache.EXACT:
+        raise ConfigError(
+            f"teacher_probs are predictions on the clean training set; with teacher_cache "
+            f"'{mode.value}' give none"
+        )
+    if view_cache is not None and mode is not TeacherCache.VIEWS:
+        raise ConfigError(f"a view_cache needs teacher_cache 'views', got '{mode.value}'")
+    return mode
 
 
 def _objective(
     student: nn.Module,
-    train: ArrayData,
+    train: LabelledData,
     teacher: Teacher | None,
     loss: LossSpec,
     loss_options: Mapping[str, Any] | None,
-    teacher_probs: Tensor | None,
     teacher_features: Tensor | None,
     augment: Augmentation | None,
-) -> tuple[Objective, TargetSource | None]:
-    """The step objective for ``loss`` and where its teacher probabilities come from."""
+    cache: TeacherCache,
+) -> tuple[Objective, bool]:
+    """The step objective for ``loss``, and whether it reads the teacher's probabilities."""
     if teacher is None:
-        return LogitLoss(onehot_ce), None
+        return LogitLoss(unchecked(onehot_ce)), False
     check_teacher_matches(teacher, train.num_classes, "training data")
     if isinstance(loss, str):
         if loss_kind(loss) == "feature":
             check_terms([LossTerm(loss)])  # a feature distance alone: explains what to add
         check_num_classes(loss, train.num_classes)
         options = LOSSES.validate_options(loss, dict(loss_options or {}))
+        # the loop validated labels and teacher probabilities once: no per-step checks
         objective: Objective = LogitLoss(
-            functools.partial(LOSSES.get(loss), **options), runtime_inputs(loss)
+            functools.partial(unchecked(LOSSES.get(loss)), **options), runtime_inputs(loss)
         )
         if LOSSES.entry(loss).tags.get("svrg"):
             objective = _svrg(loss, objective, student, teacher, train, options)
@@ -160,11 +245,15 @@ def _objective(
             check_num_classes(term.name, train.num_classes)
         features = None
         if any(loss_kind(t.name) == "feature" for t in terms):
+            if cache is TeacherCache.VIEWS:
+                raise ConfigError(
+                    "teacher_cache 'views' stores probabilities, not the teacher's features; "
+                    "with feature loss terms and augmentation use teacher_cache 'none'"
+                )
             features = _teacher_features(student, teacher, train, teacher_features, augment)
         objective = WeightedSum(terms, features)
         uses_probs = any(loss_kind(t.name) == "response" and needs_teacher(t.name) for t in terms)
-    targets = _teacher_targets(teacher, train, teacher_probs, augment) if uses_probs else None
-    return objective, targets
+    return objective, uses_probs
 
 
 def _svrg(
@@ -172,7 +261,7 @@ def _svrg(
     objective: Objective,
     student: nn.Module,
     teacher: Teacher,
-    train: ArrayData,
+    train: LabelledData,
     options: Mapping[str, Any],
 ) -> Objective:
     """``objective`` plus the SVRG correction λ·∇f(θ) at the teacher's network."""
@@ -186,7 +275,7 @@ def _svrg(
             "mc_dropout or mfvi teacher of the student's architecture"
         ) from None
     check_same_architecture(student, network)
-    gradient = full_gradient(network, train.to(next(network.parameters()).device))
+    gradient = full_gradient(network, train)
     device = next(student.parameters()).device
     settings = {o.name: o.default for o in LOSSES.entry(name).options} | dict(options)
     return SVRGCorrection(
@@ -198,23 +287,50 @@ def _svrg(
 
 
 def _teacher_targets(
-    teacher: Teacher, train: ArrayData, given: Tensor | None, augment: Augmentation | None
-) -> TargetSource:
-    if augment is not None:
+    student: nn.Module,
+    teacher: Teacher,
+    train: LabelledData,
+    given: Tensor | None,
+    augment: Augmentation | None,
+    cache: TeacherCache,
+    accel: Acceleration,
+    seed: int,
+    *,
+    views: int,
+    top_k: int | None,
+    view_cache: ViewCache | None,
+) -> TargetSource | ViewSource:
+    device = next(student.parameters()).device
+    if cache is TeacherCache.NONE:
         return OnlineTargets(teacher)
-    probs = given if given is not None else predict_in_batches(teacher, train.x)
-    if probs.shape != (len(train), train.num_classes):
-        raise ValueError(
-            f"teacher_probs must have shape (N, C) = ({len(train)}, {train.num_classes}), "
-            f"got {tuple(probs.shape)}"
-        )
-    return CachedTargets(probs.to(train.x.device))
+    if cache is TeacherCache.VIEWS:
+        if view_cache is None:
+            view_cache = build_view_cache(
+                teacher,
+                train,
+                augment,
+                views=views,
+                seed=seed,
+                top_k=top_k,
+                accel=accel,  # type: ignore[arg-type]
+            )
+        if len(view_cache) != len(train) or view_cache.num_classes != train.num_classes:
+            raise DataError(
+                f"the view cache holds {len(view_cache)} examples of {view_cache.num_classes} "
+                f"classes, the training data {len(train)} of {train.num_classes}"
+            )
+        return ViewTargets(view_cache, augment, device)  # type: ignore[arg-type]
+    probs = given if given is not None else predict_in_batches(teacher, train, accel=accel)
+    check_probabilities(
+        probs, "teacher predictions on the training set", shape=(len(train), train.num_classes)
+    )
+    return CachedTargets(probs.to(device))
 
 
 def _teacher_features(
     student: nn.Module,
     teacher: Teacher,
-    train: ArrayData,
+    train: LabelledData,
     given: Tensor | None,
     augment: Augmentation | None,
 ) -> TargetSource:
@@ -222,10 +338,10 @@ def _teacher_features(
     check_feature_dims(student, network)
     if augment is not None:
         return OnlineFeatures(network)
-    features = given if given is not None else features_in_batches(network, train.x)
+    features = given if given is not None else features_in_batches(network, train)
     if features.ndim != 2 or features.shape[0] != len(train):
         raise ValueError(
             f"teacher_features must have shape (N, D) with N = {len(train)}, got "
             f"{tuple(features.shape)}"
         )
-    return CachedTargets(features.to(train.x.device))
+    return CachedTargets(features.to(next(student.parameters()).device))

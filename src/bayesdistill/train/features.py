@@ -23,8 +23,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
+from bayesdistill.train.batches import input_batches
 
 FEATURE_BATCH_SIZE = 1024
 """Inputs per forward pass when computing the teacher's features on the training set."""
@@ -75,15 +77,15 @@ def check_feature_dims(student: nn.Module, teacher_network: Classifier) -> None:
 
 @torch.no_grad()
 def features_in_batches(
-    network: Classifier, x: Tensor, batch_size: int = FEATURE_BATCH_SIZE
+    network: Classifier, data: Tensor | LabelledData, batch_size: int = FEATURE_BATCH_SIZE
 ) -> Tensor:
-    """``network.features`` (eval mode) over ``x`` in chunks; ``(N, D)`` on x's device."""
+    """``network.features`` (eval mode) over ``data`` in chunks, ``(N, D)``: on the inputs'
+    device for a tensor of inputs, on the network's device for labelled data."""
     network.eval()
     device = next(network.parameters()).device
-    chunks = [
-        network.features(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)
-    ]
-    return torch.cat(chunks).to(x.device)
+    chunks = [network.features(x) for x in input_batches(data, device, batch_size)]
+    out = torch.cat(chunks)
+    return out.to(data.device) if isinstance(data, Tensor) else out
 
 
 class OnlineFeatures:

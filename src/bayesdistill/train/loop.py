@@ -1,16 +1,26 @@
-"""The training loop: SGD on in-memory data, per-epoch metrics, atomic checkpoints, resume.
+"""The training loop: SGD over a batch source, evaluation points, checkpoints, resume.
 
-A run folder holds ``metrics.jsonl`` (one record per evaluation point) and
-``checkpoint.pt`` (model, optimiser, scheduler, RNG state; rewritten atomically at the end
-of every epoch). Calling `fit` again with ``resume=True`` on a killed run replays the
-interrupted epoch with the same batch order and random state, so it ends with exactly the
-weights an uninterrupted run would have.
+`fit` trains a network on *labelled data*: an in-memory `ArrayData` (batched by indexing on
+the device: the fast default) or a `StreamData` (any map-style ``Dataset``, read through a
+``DataLoader``), or on any ready `BatchSource`. Both data paths draw the same batch order,
+so they train to the same weights. Everything the run leaves behind (``metrics.jsonl``,
+``checkpoint.pt``, the progress bar) is owned by a `Recorder`; calling `fit` again with
+``resume=True`` on a killed run replays the interrupted epoch with the same batch order
+and random state, so it ends with exactly the weights an uninterrupted run would have.
 
 What a step minimises is an *objective* (`bayesdistill.train.objective`): a plain loss
 ``(logits, teacher_probs, labels) -> scalar`` given as ``loss_fn``, or an `Objective`
 that receives the batch with its runtime inputs (the fractional epoch) and may return
 named terms, which are logged as ``train_loss/<name>`` (their mean since the last
 evaluation point) next to ``train_loss`` (the total).
+
+Teacher probabilities for a batch come from a `TargetSource` (``targets(x, index)``), or
+from a `ViewSource`, which brings its own augmentation: it picks a stored augmented view
+of each example, rebuilds it, and returns it with the teacher's stored probabilities.
+
+Speed options (`Acceleration`: mixed precision, channels-last, compilation) and
+distributed training (`bayesdistill.train.distributed`: one rank's part of every global
+batch, DDP gradient averaging) are applied here, around the same step.
 """
 
 from __future__ import annotations
@@ -27,27 +37,36 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.base import ArrayData
-from bayesdistill.errors import CheckpointError
-from bayesdistill.io import JsonLines, load_torch, remove_stale_temporaries, save_torch
-from bayesdistill.seeding import generator, seeded
-from bayesdistill.train.batches import TensorBatches
+from bayesdistill.data.stream import StreamData
+from bayesdistill.losses import unchecked
+from bayesdistill.seeding import derive_seed, generator, seeded
+from bayesdistill.train import distributed
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.batches import BatchSource, make_batches
 from bayesdistill.train.objective import LogitLoss, LossFn, Objective, StepInputs
 from bayesdistill.train.optim import build_optimizer, build_scheduler
+from bayesdistill.train.recorder import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    Recorder,
+    TrainingState,
+    rng_state,
+    set_rng_state,
+)
 from bayesdistill.train.settings import TrainSettings
-from bayesdistill.train.targets import TargetSource
+from bayesdistill.train.targets import TargetSource, ViewSource
 
-CHECKPOINT_FORMAT = "bayesdistill.checkpoint"
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
-SHOWN_IN_PROGRESS_BAR = ("train_loss", "val_accuracy", "test_accuracy")
-RESUMABLE_OPTIMIZER_ATTRS = ("current_step",)
-"""Optimiser attributes missing from ``state_dict()`` (IVON's step counter) but saved."""
+__all__ = ["CHECKPOINT_NAME", "METRICS_NAME", "FitResult", "fit", "sgd_step"]
+
 TERM_PREFIX = "train_loss/"
 """Metrics key prefix of the named loss terms of an objective."""
+AUGMENT_STREAM = 1
+"""Seed stream of the per-epoch augmentation generator: generator(seed, epoch, 1)."""
+RANK_STREAM = 7
+"""Rank r > 0 of a distributed run seeds its global generator with derive_seed(seed, 7, r)."""
 
 Evaluator = Callable[[nn.Module], Mapping[str, float]]
 
@@ -65,14 +84,27 @@ def sgd_step(
     optimizer: torch.optim.Optimizer,
     compute_loss: Callable[[], Tensor],
     max_norm: float | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Tensor:
-    """zero_grad → loss → backward → (clip the gradient to L2 norm ≤ ``max_norm``) → step."""
+    """zero_grad → loss → backward → (clip the gradient to L2 norm ≤ ``max_norm``) → step.
+
+    With a ``scaler`` (fp16) the loss is scaled before the backward pass and the gradient
+    unscaled before clipping; steps with inf/NaN gradients are skipped by the scaler.
+    """
     optimizer.zero_grad(set_to_none=True)
     loss = compute_loss()
-    loss.backward()
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
     if max_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     return loss.detach()
 
 
@@ -96,13 +128,13 @@ class FitResult:
 
 def fit(
     model: nn.Module,
-    train: ArrayData,
+    train: ArrayData | StreamData | BatchSource,
     *,
     loss_fn: LossFn | None = None,
     objective: Objective | None = None,
     settings: TrainSettings,
     seed: int,
-    targets: TargetSource | None = None,
+    targets: TargetSource | ViewSource | None = None,
     evaluate: Evaluator | None = None,
     augment: Augmentation | None = None,
     run_dir: str | Path | None = None,
@@ -112,136 +144,197 @@ def fit(
     progress: bool = True,
     description: str = "train",
     fingerprint_extra: Mapping[str, Any] | None = None,
+    accel: Acceleration = DEFAULT_ACCELERATION,
 ) -> FitResult:
     """Train ``model`` in place on ``train`` and return it with its learning curve.
 
     Args:
         model: the network; its parameters' device is used for everything.
-        train: the training set (moved to the model's device once).
+        train: the training set: `ArrayData` (moved to the model's device once),
+            `StreamData` (read batch by batch through a DataLoader), or a batch source.
         loss_fn: ``loss_fn(logits, teacher_probs | None, labels) -> scalar``.
         objective: instead of ``loss_fn``, ``objective(model, StepInputs) -> (loss, terms)``
             (e.g. a `WeightedSum`); give exactly one of the two.
-        settings: epochs, batch size, optimiser and schedule.
+        settings: epochs, batch size (the global batch of a distributed run), optimiser
+            and schedule.
         seed: seeds the batch order, augmentation and layers that draw random numbers.
-        targets: teacher probabilities per batch (None for one-hot training).
-        evaluate: called at each evaluation point; its metrics are logged.
+        targets: teacher probabilities per batch (None for one-hot training): a
+            `TargetSource`, or a `ViewSource` (stored augmented views; then no ``augment``).
+        evaluate: called at each evaluation point with the (unwrapped) model; its metrics
+            are logged. In a distributed run rank 0 evaluates and shares the result.
         augment: batch augmentation, applied before the teacher is asked.
         run_dir: where ``metrics.jsonl`` and ``checkpoint.pt`` go (None: keep nothing).
         resume: continue from ``run_dir/checkpoint.pt`` if it exists.
         optimizer: a ready optimiser (e.g. IVON); default: built from ``settings``.
         step: how one optimisation step is taken (e.g. `ivon_step`); the default clips
             gradients when ``settings.grad_clip_norm`` is set.
-        progress: show a progress bar.
+        progress: show a progress bar (on an interactive terminal).
         description: label of the progress bar.
         fingerprint_extra: more facts that must match for a checkpoint to be resumed.
+        accel: mixed precision, channels-last, compilation (`Acceleration`).
     """
     if (loss_fn is None) == (objective is None):
         raise TypeError("fit needs exactly one of loss_fn and objective")
-    objective = objective if objective is not None else LogitLoss(loss_fn)  # type: ignore[arg-type]
+    # a bayesdistill loss runs unchecked: labels were validated with the data, and teacher
+    # probabilities by `distill` (a TargetSource of one's own is trusted as given)
+    objective = objective if objective is not None else LogitLoss(unchecked(loss_fn))  # type: ignore[arg-type]
     device = next(model.parameters()).device
-    train = train.to(device)
-    batches = TensorBatches(train, settings.batch_size, seed=seed, drop_last=settings.drop_last)
+    accel.check(device)
+    views = targets if isinstance(targets, ViewSource) else None
+    if views is not None and augment is not None:
+        raise TypeError(
+            "a ViewSource rebuilds its own stored augmented views; give no augment with it"
+        )
+    shard = distributed.current_shard()
+    batches = _batch_source(train, settings, seed, device, shard)
     steps_per_epoch = len(batches)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{description}: the training data gives no batch")
     optimizer = optimizer or build_optimizer(model.parameters(), settings)
     scheduler = build_scheduler(optimizer, settings, steps_per_epoch)
-    if settings.grad_clip_norm is not None and step is sgd_step:
-        step = clipped_step(settings.grad_clip_norm)
-    fingerprint = _fingerprint(model, train, settings, seed, optimizer, fingerprint_extra)
+    scaler = accel.grad_scaler(device)
+    if scaler is not None and step is not sgd_step:
+        raise TypeError(
+            f"{description}: precision 'fp16' needs loss scaling, which this training's own "
+            "step function does not do; use precision 'bf16' for it"
+        )
+    if step is sgd_step and (settings.grad_clip_norm is not None or scaler is not None):
+        step = functools.partial(sgd_step, max_norm=settings.grad_clip_norm, scaler=scaler)
+    accel.prepare_model(model)
+    net = model
+    if shard is not None:
+        net = distributed.wrap(model, device, sync_batchnorm=accel.sync_batchnorm)
+    net = accel.compiled(net)
 
-    run = Path(run_dir) if run_dir is not None else None
-    log = JsonLines(run / METRICS_NAME) if run is not None else None
-    start_epoch, rng_state = 0, None
-    if run is not None:
-        run.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(run)
-        ckpt_path = run / CHECKPOINT_NAME
-        if resume and ckpt_path.exists():
-            start_epoch, rng_state = _restore(ckpt_path, fingerprint, model, optimizer, scheduler)
-            last_step = start_epoch * steps_per_epoch
-            log.truncate(lambda r: r["step"] <= last_step)  # type: ignore[union-attr]
-        else:
-            log.truncate(lambda r: False)  # type: ignore[union-attr]
-    history = log.read() if log is not None else []
-
-    eval_points = _eval_points(steps_per_epoch, settings.evals_per_epoch)
-    bar = tqdm(
-        total=settings.epochs,
-        initial=start_epoch,
-        desc=description,
-        disable=not progress,
-        leave=False,
-        dynamic_ncols=True,
+    state = TrainingState(model, optimizer, scheduler, scaler)
+    recorder = Recorder(
+        run_dir,
+        fingerprint=_fingerprint(model, train, settings, seed, optimizer, accel, fingerprint_extra),
+        epochs=settings.epochs,
+        description=description,
+        progress=progress,
+        writer=distributed.is_writer(),
     )
-    with seeded(seed, device):
-        if rng_state is not None:
-            _set_rng_state(rng_state, device)
-        for epoch in range(start_epoch, settings.epochs):
-            model.train()
-            aug_gen = generator(seed, epoch, 1) if augment is not None else None
-            tic, running, count = time.perf_counter(), 0.0, 0
-            running_terms: dict[str, float] = {}
-            for b, batch in enumerate(batches.epoch(epoch)):
-                x = augment(batch.x, aug_gen) if augment is not None else batch.x
-                soft = targets(x, batch.index) if targets is not None else None
-                inputs = StepInputs(x, batch.y, batch.index, soft, epoch + b / steps_per_epoch)
-                step_terms: list[Mapping[str, Tensor]] = []
-
-                def compute_loss(
-                    inputs: StepInputs = inputs, seen: list[Mapping[str, Tensor]] = step_terms
-                ) -> Tensor:
-                    loss, terms = objective(model, inputs)
-                    if terms:
-                        seen.append(terms)
-                    return loss
-
-                loss = float(step(model, optimizer, compute_loss))
-                scheduler.step()
-                running += loss
-                count += 1
-                if step_terms:
-                    _accumulate(running_terms, step_terms)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{description}: loss became {loss} at epoch {epoch}, batch {b}; "
-                        f"lower the learning rate (lr={settings.lr}) or check the data"
-                    )
-                if b + 1 in eval_points:
-                    record = {
-                        "epoch": epoch + eval_points[b + 1],
-                        "step": epoch * steps_per_epoch + b + 1,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "train_loss": running / count,
-                    }
-                    for name, total in running_terms.items():
-                        record[TERM_PREFIX + name] = total / count
-                    if evaluate is not None:
-                        with torch.no_grad():
-                            record.update(evaluate(model))
-                        model.train()
-                    record["seconds"] = time.perf_counter() - tic
-                    running, count = 0.0, 0
-                    running_terms = {}
-                    history.append(record)
-                    if log is not None:
-                        log.append(record)
-            if run is not None:
-                _save(
-                    run / CHECKPOINT_NAME,
-                    fingerprint,
-                    epoch + 1,
-                    model,
-                    optimizer,
-                    scheduler,
-                    device,
+    rank = 0 if shard is None else shard.rank
+    start_epoch, saved_rng = recorder.start(
+        state, resume=resume, steps_per_epoch=steps_per_epoch, rank=rank
+    )
+    eval_points = _eval_points(steps_per_epoch, settings.evals_per_epoch)
+    rank_seed = seed if rank == 0 else derive_seed(seed, RANK_STREAM, rank)
+    try:
+        with seeded(rank_seed, device):
+            if saved_rng is not None:
+                set_rng_state(saved_rng, device)
+            for epoch in range(start_epoch, settings.epochs):
+                model.train()
+                aug_gen = (
+                    generator(seed, epoch, AUGMENT_STREAM)
+                    if augment is not None or views is not None
+                    else None
                 )
-            bar.update(1)
-            if history:
-                bar.set_postfix(
-                    {k: f"{v:.3f}" for k, v in history[-1].items() if k in SHOWN_IN_PROGRESS_BAR}
-                )
-    bar.close()
+                tic, running, count = time.perf_counter(), 0.0, 0
+                running_terms: dict[str, float] = {}
+                for b, batch in enumerate(batches.epoch(epoch)):
+                    if views is not None:
+                        x, soft = views.draw(batch.x, batch.index, aug_gen)  # type: ignore[arg-type]
+                    else:
+                        x = augment(batch.x, aug_gen) if augment is not None else batch.x  # type: ignore[arg-type]
+                        soft = None
+                    x = accel.prepare_input(x)
+                    with accel.autocast(device):
+                        if views is None and targets is not None:
+                            soft = targets(x, batch.index)  # type: ignore[operator]
+                    inputs = StepInputs(x, batch.y, batch.index, soft, epoch + b / steps_per_epoch)
+                    step_terms: list[Mapping[str, Tensor]] = []
+
+                    def compute_loss(
+                        inputs: StepInputs = inputs,
+                        seen: list[Mapping[str, Tensor]] = step_terms,
+                        weight: float = batch.weight,
+                    ) -> Tensor:
+                        with accel.autocast(device):
+                            loss, terms = objective(net, inputs)
+                        if terms:
+                            seen.append(terms)
+                        return loss if weight == 1.0 else loss * weight
+
+                    loss = float(step(net, optimizer, compute_loss)) / batch.weight
+                    scheduler.step()
+                    running += loss
+                    count += 1
+                    if step_terms:
+                        _accumulate(running_terms, step_terms)
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(
+                            f"{description}: loss became {loss} at epoch {epoch}, batch {b}; "
+                            f"lower the learning rate (lr={settings.lr}) or check the data"
+                        )
+                    if b + 1 in eval_points:
+                        record = {
+                            "epoch": epoch + eval_points[b + 1],
+                            "step": epoch * steps_per_epoch + b + 1,
+                            "lr": optimizer.param_groups[0]["lr"],
+                            **_mean_losses(running, count, running_terms, device),
+                        }
+                        if evaluate is not None:
+                            record.update(_evaluate(evaluate, model))
+                            model.train()
+                        record["seconds"] = time.perf_counter() - tic
+                        running, count = 0.0, 0
+                        running_terms = {}
+                        recorder.record(record)
+                recorder.end_epoch(epoch, state, distributed.all_gather(rng_state(device)))
+    finally:
+        recorder.close()
     model.eval()
-    return FitResult(model, history, start_epoch)
+    return FitResult(model, recorder.history, start_epoch)
+
+
+def _batch_source(
+    train: ArrayData | StreamData | BatchSource,
+    settings: TrainSettings,
+    seed: int,
+    device: torch.device,
+    shard: distributed.Shard | None,
+) -> BatchSource:
+    if isinstance(train, (ArrayData, StreamData)):
+        return make_batches(
+            train,
+            settings.batch_size,
+            seed=seed,
+            device=device,
+            drop_last=settings.drop_last,
+            shard=shard,
+        )
+    if shard is not None:
+        raise TypeError(
+            "a distributed run shards the batches it makes itself; give fit ArrayData or "
+            "StreamData, not a ready batch source"
+        )
+    return train
+
+
+def _mean_losses(
+    running: float, count: int, terms: dict[str, float], device: torch.device
+) -> dict[str, float]:
+    """``train_loss`` and each term's mean since the last evaluation point (over every
+    rank's steps in a distributed run)."""
+    names = list(terms)
+    totals = distributed.all_reduce_sum([running, count, *terms.values()], device)
+    steps = totals[1]
+    out = {"train_loss": totals[0] / steps}
+    for name, total in zip(names, totals[2:], strict=True):
+        out[TERM_PREFIX + name] = total / steps
+    return out
+
+
+def _evaluate(evaluate: Evaluator, model: nn.Module) -> Mapping[str, float]:
+    """``evaluate(model)`` on rank 0, shared with every rank."""
+    metrics = None
+    if distributed.is_writer():
+        with torch.no_grad():
+            metrics = dict(evaluate(model))
+    return distributed.broadcast(metrics)
 
 
 def _accumulate(running: dict[str, float], step_terms: list[Mapping[str, Tensor]]) -> None:
@@ -265,94 +358,21 @@ def _eval_points(steps_per_epoch: int, evals_per_epoch: int) -> dict[int, float]
 
 def _fingerprint(
     model: nn.Module,
-    train: ArrayData,
+    train: ArrayData | StreamData | BatchSource,
     settings: TrainSettings,
     seed: int,
     optimizer: torch.optim.Optimizer,
+    accel: Acceleration,
     extra: Mapping[str, Any] | None,
 ) -> str:
     facts = {
         "settings": {k: str(v) for k, v in asdict(settings).items()},
         "seed": seed,
-        "n_train": len(train),
+        "n_train": len(train),  # type: ignore[arg-type]
         "shapes": [list(p.shape) for p in model.parameters()],
         "optimizer": type(optimizer).__name__,
         "extra": {k: str(v) for k, v in (extra or {}).items()},
     }
+    if accel != DEFAULT_ACCELERATION:
+        facts["accel"] = accel.facts()
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _rng_state(device: torch.device) -> dict[str, Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _save(
-    path: Path,
-    fingerprint: str,
-    epoch: int,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    device: torch.device,
-) -> None:
-    # The lr factor is rebuilt from the settings; only the step counter needs saving.
-    scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-    scheduler_state["lr_lambdas"] = [None]
-    save_torch(
-        path,
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": 1,
-            "fingerprint": fingerprint,
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "optimizer_attrs": {
-                a: getattr(optimizer, a) for a in RESUMABLE_OPTIMIZER_ATTRS if hasattr(optimizer, a)
-            },
-            "scheduler": scheduler_state,
-            "rng": _rng_state(device),
-        },
-    )
-
-
-def _restore(
-    path: Path,
-    fingerprint: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-) -> tuple[int, dict[str, Tensor]]:
-    device = next(model.parameters()).device
-    state = load_torch(path, what="training checkpoint", expected_format=CHECKPOINT_FORMAT)
-    if state.get("fingerprint") != fingerprint:
-        raise CheckpointError(
-            f"checkpoint '{path}' was written by a run with other settings, data or model "
-            f"(fingerprint {state.get('fingerprint')} ≠ {fingerprint}); resume with the same "
-            "config, or delete the folder / choose another output folder to start afresh"
-        )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    for name, value in state["optimizer_attrs"].items():
-        setattr(optimizer, name, value)
-    _move_optimizer_tensors(optimizer, device)
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["epoch"]), state["rng"]
-
-
-def _move_optimizer_tensors(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    # IVON keeps its posterior (hess, momentum) in param_groups, which load_state_dict
-    # does not move to the parameters' device.
-    for group in optimizer.param_groups:
-        for key, value in group.items():
-            if isinstance(value, Tensor) and key != "params":
-                group[key] = value.to(device)

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, Protocol
 from torch import Tensor, nn
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses import loss_kind, loss_registry, runtime_inputs
+from bayesdistill.losses import loss_kind, loss_registry, runtime_inputs, unchecked
 from bayesdistill.train.targets import TargetSource
 
 LossFn = Callable[[Tensor, Tensor | None, Tensor], Tensor]
@@ -173,8 +173,9 @@ class _BoundTerm:
 class WeightedSum:
     """``Σ_i w_i · term_i`` over named terms on the logits and on penultimate features.
 
-    One forward pass per step: ``model.forward_with_features(x)`` when a term needs
-    features (``model`` must then be a `bayesdistill.models.Classifier`), else ``model(x)``.
+    One forward pass per step: ``model(x, with_features=True)`` when a term needs features
+    (``model`` must then be a `bayesdistill.models.Classifier`, possibly wrapped by DDP or
+    ``torch.compile``, which pass the keyword on), else ``model(x)``.
     Feature terms compare the student's features with ``teacher_features(x, index)``
     (``(B, D)``, constants). Returns the total and every term's (unweighted, detached) value.
     """
@@ -185,7 +186,10 @@ class WeightedSum:
         bound = []
         for term in check_terms(terms):
             kind = loss_kind(term.name)
-            fn = functools.partial(loss_registry(term.name).get(term.name), **term.options)
+            # unchecked: the loop validated labels and teacher probabilities once
+            fn = functools.partial(
+                unchecked(loss_registry(term.name).get(term.name)), **term.options
+            )
             runtime = () if kind == "feature" else runtime_inputs(term.name)
             _check_runtime(runtime, term.name)
             bound.append(_BoundTerm(term.key, term.weight, kind == "feature", fn, runtime))
@@ -201,7 +205,7 @@ class WeightedSum:
 
     def __call__(self, model: nn.Module, inputs: StepInputs) -> StepLoss:
         if self.uses_features:
-            logits, features = model.forward_with_features(inputs.x)  # type: ignore[operator]
+            logits, features = model(inputs.x, with_features=True)
             teacher = self.teacher_features(inputs.x, inputs.index)  # type: ignore[misc]
         else:
             logits = model(inputs.x)

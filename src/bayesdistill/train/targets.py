@@ -1,25 +1,59 @@
 """Where a student's soft targets come from during training.
 
-Without augmentation the teacher's predictions on the training set are computed once
-(`CachedTargets`) and looked up by index, so a distillation epoch costs about what a
-one-hot epoch costs whatever the teacher (a Bayesian one with S samples included). With
-augmentation the teacher must see each augmented batch (`OnlineTargets`).
+Three ways, chosen by a study's ``teacher_cache`` (`TeacherCache`):
+
+- ``exact`` (no augmentation): the teacher's predictions on the training set are computed
+  once (`CachedTargets`) and looked up by example id, so a distillation epoch costs about
+  what a one-hot epoch costs whatever the teacher (a Bayesian one with S samples included);
+- ``views`` (augmentation): the teacher's predictions on V augmented views of every example
+  are computed once and stored with the augmentation parameters; each step draws one
+  stored view per example and rebuilds exactly that view (`bayesdistill.train.views`);
+- ``none``: the teacher is asked on every (augmented) batch (`OnlineTargets`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from bayesdistill.data.stream import LabelledData
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.batches import INFERENCE_BATCH_SIZE, input_batches
 
 if TYPE_CHECKING:  # avoid an import cycle: teachers train networks with bayesdistill.train
     from bayesdistill.teachers.base import Teacher
 
 
+class TeacherCache(str, Enum):
+    """How a student's teacher probabilities are provided during training."""
+
+    AUTO = "auto"
+    """``exact`` without augmentation, ``none`` with it."""
+    NONE = "none"
+    """Ask the teacher on every batch (needed for augmentations that cannot be stored)."""
+    EXACT = "exact"
+    """Predict the (un-augmented) training set once; look predictions up by example id."""
+    VIEWS = "views"
+    """Predict V augmented views per example once; each step draws one stored view."""
+
+
 class TargetSource(Protocol):
     def __call__(self, x: Tensor, index: Tensor) -> Tensor:
         """Teacher probabilities ``(B, C)`` for a batch ``x`` at dataset positions ``index``."""
+        ...
+
+
+@runtime_checkable
+class ViewSource(Protocol):
+    """Teacher targets that bring their own augmentation (stored views)."""
+
+    def draw(self, x: Tensor, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """For clean inputs ``x`` ``(B, ...)`` at dataset positions ``index``: one stored
+        augmented view per example (drawn with ``generator``) and the teacher's stored
+        probabilities ``(B, C)`` for exactly those views."""
         ...
 
 
@@ -44,7 +78,26 @@ class OnlineTargets:
 
 
 @torch.no_grad()
-def predict_in_batches(teacher: Teacher, x: Tensor, batch_size: int = 1024) -> Tensor:
-    """``teacher.predict_proba`` over ``x`` in chunks; returns ``(N, C)`` on x's device."""
-    chunks = [teacher.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    return torch.cat(chunks).to(x.device)
+def predict_in_batches(
+    teacher: Teacher,
+    data: Tensor | LabelledData,
+    batch_size: int = INFERENCE_BATCH_SIZE,
+    *,
+    accel: Acceleration = DEFAULT_ACCELERATION,
+) -> Tensor:
+    """``teacher.predict_proba`` over ``data`` in chunks, ``(N, C)`` float32.
+
+    ``data`` is a tensor of inputs (the result is on its device) or labelled data (the
+    result is on the teacher's device). Runs under ``accel``'s autocast.
+    """
+    device = getattr(teacher, "device", None)
+    if isinstance(data, Tensor):
+        out_device = data.device
+    else:
+        out_device = device if device is not None else torch.device("cpu")
+    run_device = device if device is not None else out_device
+    chunks = []
+    with accel.autocast(run_device):
+        for x in input_batches(data, run_device, batch_size):
+            chunks.append(teacher.predict_proba(accel.prepare_input(x)).float())
+    return torch.cat(chunks).to(out_device)

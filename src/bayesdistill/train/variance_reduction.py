@@ -24,25 +24,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bayesdistill.data.base import ArrayData
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.losses.response import linear_warmup
+from bayesdistill.train.batches import iterate
 from bayesdistill.train.objective import Objective, StepInputs, StepLoss
 
 GRADIENT_BATCH_SIZE = 1024
 """Examples per forward pass when computing the full gradient at the teacher's weights."""
 
 
-def full_gradient(network: nn.Module, data: ArrayData, batch_size: int = GRADIENT_BATCH_SIZE):
+def full_gradient(
+    network: nn.Module, data: LabelledData, batch_size: int = GRADIENT_BATCH_SIZE
+) -> list[Tensor]:
     """∇f(θ) = (1/N) Σ_n ∇_θ CE(f_θ(a_n), y_n) at ``network``'s weights (eval mode), one
     tensor per parameter, detached."""
     params = [p for p in network.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
+    device = params[0].device
     was_training = network.training
     network.eval()
     try:
-        for start in range(0, len(data), batch_size):
-            x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
+        for x, y in iterate(data, device, batch_size):
             loss = F.cross_entropy(network(x), y, reduction="sum") / len(data)
             for acc, grad in zip(total, torch.autograd.grad(loss, params), strict=True):
                 acc += grad

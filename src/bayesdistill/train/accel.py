@@ -1,0 +1,141 @@
+"""The GPU fast path, opt-in: mixed precision, channels-last, cuDNN autotuning, compilation.
+
+`Acceleration` says how a network is trained and how a teacher is asked, independently of
+*what* is trained (`TrainSettings`): with the defaults (fp32, nothing else) training is
+exactly the plain PyTorch loop, on the CPU and on a GPU.
+
+- ``precision``: ``bf16`` or ``fp16`` run forward passes (the student's and the teacher's)
+  under ``torch.autocast``; fp16 also scales the loss with a ``GradScaler`` (bf16 has
+  fp32's exponent range and needs none). fp16 autocast is a CUDA feature: asked for on
+  the CPU it is an error (use bf16, which the CPU supports).
+- ``channels_last``: image networks and their input batches in NHWC memory format, which
+  tensor cores prefer; no effect on other shapes.
+- ``cudnn_benchmark``: let cuDNN pick the fastest convolution algorithm for each input
+  shape (sets ``torch.backends.cudnn.benchmark``; runs become non-deterministic).
+- ``compile``: ``torch.compile`` the network's training forward pass.
+- ``sync_batchnorm``: in a distributed run, BatchNorm layers use statistics over the
+  global batch (``nn.SyncBatchNorm``), so the run matches a single-process run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bayesdistill.errors import ConfigError
+
+
+class Precision(str, Enum):
+    """Floating-point precision of forward passes."""
+
+    FP32 = "fp32"
+    """Everything in float32 (the default; exact resume and bit-reproducible CPU runs)."""
+    BF16 = "bf16"
+    """Autocast to bfloat16 (CPU and recent GPUs); no loss scaling needed."""
+    FP16 = "fp16"
+    """Autocast to float16 with a GradScaler (CUDA only)."""
+
+
+AUTOCAST_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How networks are run (see the module docstring); defaults change nothing."""
+
+    precision: Precision = Precision.FP32
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    compile: bool = False
+    sync_batchnorm: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "precision", Precision(self.precision))
+        except ValueError:
+            allowed = ", ".join(p.value for p in Precision)
+            raise ConfigError(
+                f"precision must be one of {allowed}, got {self.precision!r}"
+            ) from None
+
+    def check(self, device: torch.device | str) -> None:
+        """Raise `ConfigError` for options that cannot work on ``device`` or here."""
+        device = torch.device(device)
+        if self.precision is Precision.FP16 and device.type != "cuda":
+            raise ConfigError(
+                f"precision 'fp16' needs a CUDA device (autocast to float16 with a GradScaler), "
+                f"but training runs on '{device}'; use 'bf16' (supported on the CPU) or 'fp32'"
+            )
+        if self.compile and not compile_available():
+            raise ConfigError(
+                "compile: true needs torch.compile, which is not available in this PyTorch "
+                f"({torch.__version__}) on this platform; set compile: false"
+            )
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return AUTOCAST_DTYPES.get(self.precision)
+
+    @contextlib.contextmanager
+    def autocast(self, device: torch.device | str) -> Iterator[None]:
+        """Autocast to the chosen precision on ``device`` (nothing for fp32)."""
+        dtype = self.autocast_dtype
+        if dtype is None:
+            yield
+            return
+        with torch.autocast(torch.device(device).type, dtype=dtype):
+            yield
+
+    def grad_scaler(self, device: torch.device | str) -> torch.amp.GradScaler | None:
+        """A GradScaler for fp16 on CUDA, else None."""
+        if self.precision is Precision.FP16:
+            return torch.amp.GradScaler(torch.device(device).type)
+        return None
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to channels-last in place where asked; set cuDNN autotuning."""
+        if self.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return model
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        """``x`` in channels-last format when asked and ``x`` is an image batch."""
+        if self.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def compiled(self, module: nn.Module) -> nn.Module:
+        """``torch.compile(module)`` when asked, else ``module``."""
+        return torch.compile(module) if self.compile else module  # type: ignore[return-value]
+
+    def facts(self) -> dict[str, Any]:
+        """The options as plain values (for fingerprints and run records)."""
+        return {
+            "precision": self.precision.value,
+            "channels_last": self.channels_last,
+            "cudnn_benchmark": self.cudnn_benchmark,
+            "compile": self.compile,
+            "sync_batchnorm": self.sync_batchnorm,
+        }
+
+
+DEFAULT_ACCELERATION = Acceleration()
+
+
+def compile_available() -> bool:
+    """Whether ``torch.compile`` can be used here (it needs a supported Python/platform)."""
+    if not hasattr(torch, "compile"):
+        return False
+    try:
+        from torch._dynamo import is_dynamo_supported
+    except Exception:  # an import failure of torch's compiler stack, whatever its type
+        return False
+    return bool(is_dynamo_supported())
