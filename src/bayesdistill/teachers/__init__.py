@@ -33,6 +33,14 @@ from bayesdistill.teachers.baselines import (
 from bayesdistill.teachers.bayes import ExactBayesTeacher, NoiseKind, NoisyBayesTeacher
 from bayesdistill.teachers.builders import ENSEMBLE_STREAM
 from bayesdistill.teachers.context import TEACHERS, TeacherContext, needs_network
+from bayesdistill.teachers.cross_fit import (
+    CrossFitPlan,
+    CrossFitPredictor,
+    CrossFittedTeacher,
+    cross_fit,
+    stratified_folds,
+    training_targets,
+)
 from bayesdistill.teachers.deterministic import (
     DeterministicTeacher,
     TemperatureTeacher,
@@ -180,6 +188,9 @@ def build_noisy_bcp(
 __all__ = [
     "ENSEMBLE_STREAM",
     "TEACHERS",
+    "CrossFitPlan",
+    "CrossFitPredictor",
+    "CrossFittedTeacher",
     "DeterministicTeacher",
     "EnsembleTeacher",
     "Estimator",
@@ -209,6 +220,7 @@ __all__ = [
     "check_teacher_matches",
     "class_centroids",
     "conditional_mutual_information",
+    "cross_fit",
     "finetune_mcmi",
     "fit_laplace",
     "fit_temperature",
@@ -218,8 +230,10 @@ __all__ = [
     "load_teacher",
     "needs_network",
     "network_kl",
+    "stratified_folds",
     "to_mean_field",
     "train_ivon",
     "train_mfvi",
     "train_mse_teacher",
+    "training_targets",
 ]
