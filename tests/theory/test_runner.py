@@ -27,6 +27,13 @@ TINY = {
         "options.population_samples=2000",
         "options.lambdas=[0.0, 0.5, 1.0]",
     ],
+    "train_point_targets": [
+        "options.num_samples=400",
+        "options.folds=2",
+        "options.teacher_epochs=2",
+        "options.student_epochs=2",
+        "options.kinds=[deterministic, laplace]",
+    ],
     "real_data": [
         "options.overrides=[data.num_samples=800, teacher.train.epochs=1, student.train.epochs=2, "
         "'student.subset.per_class=5', '[teachers=[none, deterministic, temperature, laplace]]', "

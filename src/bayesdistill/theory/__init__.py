@@ -3,7 +3,8 @@
 Experiments (each a registered function ``run(ctx, **options) -> ExperimentResult``, each a
 config under ``configs/theory/``): the paper's synthetic study, the gradient noise at the
 optimum, SGD convergence and step size, the variance of the empirical risk, partial variance
-reduction by self-distillation, and teacher quality vs student stability on MNIST-1D.
+reduction by self-distillation, teacher quality vs student stability on MNIST-1D, and the
+targets a student gets on its own training points (in-sample, cross-fitted, held-out).
 Run them with ``bayesdistill theory CONFIG --out DIR`` or ``bayesdistill theory all``.
 """
 

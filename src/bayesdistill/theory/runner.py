@@ -34,6 +34,7 @@ from bayesdistill.theory import (
     risk_variance,
     self_distill,
     synthetic_study,
+    train_point_targets,
 )
 from bayesdistill.theory.context import ExperimentContext, log
 from bayesdistill.theory.report import (
@@ -51,6 +52,7 @@ EXPERIMENTS.register("convergence")(convergence.run)
 EXPERIMENTS.register("risk_variance")(risk_variance.run)
 EXPERIMENTS.register("self_distillation")(self_distill.run)
 EXPERIMENTS.register("real_data")(real_data.run)
+EXPERIMENTS.register("train_point_targets")(train_point_targets.run)
 
 ORDER = [
     "synthetic_study",
@@ -59,6 +61,7 @@ ORDER = [
     "risk_variance",
     "self_distillation",
     "real_data",
+    "train_point_targets",
 ]
 """The experiments in the order of the issue (and of ``theory all``)."""
 CONFIG_NAME = "config.yaml"
