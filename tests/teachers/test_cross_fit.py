@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import pytest
@@ -191,14 +192,16 @@ def test_temperature_scaling_applies_to_the_out_of_fold_table(context, tiny_spli
     assert torch.allclose(targets, p / p.sum(1, keepdim=True), atol=1e-5)
 
 
-def test_fold_networks_are_trained_without_their_fold_and_shared_across_kinds(context):
-    plan = CrossFitPlan.make(context, 2)
-    det = plan.build("deterministic")
-    temp = plan.build("temperature")
+def test_fold_networks_are_trained_without_their_fold_and_shared_across_kinds(context, tmp_path):
+    plan = CrossFitPlan.make(replace(context, run_dir=tmp_path / "shared"), 2)
+    det = plan.in_run_dir(tmp_path / "deterministic").build("deterministic")
+    temp = plan.in_run_dir(tmp_path / "temperature").build("temperature")
     networks = [m.network for m in det.members]
     assert networks[0] is not networks[1]
     assert all(t.network is n for t, n in zip(temp.members, networks, strict=True))
     assert all(len(c.splits.train) < len(context.splits.train) for c in plan.contexts)
+    for k in range(2):  # one training run per fold, logged once in the shared folder
+        assert (tmp_path / "shared" / f"fold_{k}" / "network" / "metrics.jsonl").is_file()
 
 
 @pytest.mark.parametrize(
@@ -221,3 +224,107 @@ def test_registry_names_are_checked(context):
     with pytest.raises(Exception, match="Did you mean 'laplace'"):
         cross_fit("laplac", context, folds=2)
     assert "deterministic" in TEACHERS
+
+
+STUDY = {
+    "data": {
+        "name": "synthetic",
+        "num_samples": 300,
+        "num_classes": 3,
+        "dim": 5,
+        "val_fraction": 0.25,
+        "test_fraction": 0.25,
+    },
+    "teacher": {
+        "model": {"name": "mlp", "hidden": [16]},
+        "train": {"epochs": 3, "batch_size": 32, "lr": 0.1},
+    },
+    "teachers": [
+        "deterministic",
+        {"name": "deterministic", "label": "det_cf", "cross_fit": 3},
+        {"name": "laplace", "label": "la_cf", "cross_fit": 3, "grid_points": 3, "calibrate": True},
+    ],
+    "student": {
+        "model": {"name": "linear"},
+        "train": {"epochs": 2, "batch_size": 16, "lr": 0.1},
+        "losses": [{"name": "soft_ce"}],
+        "subset": {"per_class": 10},
+    },
+    "seeds": [0],
+    "device": "cpu",
+}
+
+
+def test_a_study_distils_from_out_of_fold_targets(tmp_path):
+    from bayesdistill.config import load_config
+    from bayesdistill.io import load_torch, read_json
+    from bayesdistill.runner import run_study
+
+    out = run_study(load_config(STUDY), tmp_path / "run", progress=False)
+    teachers, students = out / "seed_0" / "teachers", out / "seed_0" / "students" / "soft_ce"
+    for label in ("det_cf", "la_cf"):
+        summary = read_json(teachers / label / "summary.json")
+        assert summary["training_targets"] == "out_of_fold"
+        assert read_json(students / label / "summary.json")["targets"] == "out_of_fold"
+        cached = load_torch(teachers / label / "train_probs.pt", what="targets")["probs"]
+        teacher = load_teacher(teachers / label / "teacher.pt")
+        assert torch.allclose(cached, training_targets(teacher, load_splits(STUDY)))
+    det_cf = load_teacher(teachers / "det_cf" / "teacher.pt")
+    assert torch.equal(
+        load_torch(teachers / "det_cf" / "train_probs.pt", what="targets")["probs"],
+        det_cf.out_of_fold(),
+    )
+    assert read_json(teachers / "deterministic" / "summary.json")["training_targets"] == "in_sample"
+    assert read_json(students / "deterministic" / "summary.json")["targets"] == "in_sample"
+    # the two cross-fitted kinds share their 3 fold networks: trained once, in one folder
+    shared = sorted(p.name for p in (teachers / "cross_fit_3").iterdir())
+    assert shared == ["fold_0", "fold_1", "fold_2"]
+    assert not (teachers / "det_cf" / "train" / "fold_0" / "network").exists()
+
+
+def load_splits(config):
+    from bayesdistill.config import load_config
+    from bayesdistill.runner.common import load_data
+
+    return load_data(load_config(config).data).train
+
+
+def test_held_out_distillation_trains_teachers_without_the_students_examples(tmp_path):
+    from bayesdistill.config import load_config
+    from bayesdistill.io import read_json
+    from bayesdistill.runner import run_study
+    from bayesdistill.runner.common import load_data
+    from bayesdistill.runner.students import student_indices
+    from bayesdistill.runner.teachers import held_out_splits
+
+    config = load_config(
+        {**STUDY, "teachers": ["deterministic"], "teacher": {**STUDY["teacher"]}},
+        ["teacher.exclude_student_subset=true"],
+    )
+    splits = load_data(config.data)
+    held = held_out_splits(config, splits, 0)
+    index = student_indices(config.student, splits, 0)
+    assert len(held.train) == len(splits.train) - len(index)
+    rows = {tuple(r.tolist()) for r in held.train.x}
+    assert not any(tuple(splits.train.x[i].tolist()) in rows for i in index.tolist())
+    out = run_study(config, tmp_path / "run", progress=False)
+    seed = out / "seed_0"
+    assert (
+        read_json(seed / "teachers" / "deterministic" / "summary.json")["training_targets"]
+        == "held_out"
+    )
+    summary = read_json(seed / "students" / "soft_ce" / "deterministic" / "summary.json")
+    assert summary["targets"] == "held_out"
+    with pytest.raises(ConfigError, match="student.subset"):
+        load_config(config.model_dump(mode="json"), ["student.subset=null"])
+
+
+def test_cross_fit_config_errors_name_the_value():
+    from bayesdistill.config import load_config
+
+    with pytest.raises(ConfigError, match=r"teachers\.0\.cross_fit: .*got K = 1"):
+        load_config({**STUDY, "teachers": [{"name": "deterministic", "cross_fit": 1}]})
+    with pytest.raises(ConfigError, match="learns nothing"):
+        load_config({**STUDY, "teachers": [{"name": "exact_bcp", "cross_fit": 2}]})
+    with pytest.raises(ConfigError, match="drop student.augment or cross_fit"):
+        load_config(STUDY, ["student.augment=[{name: noise}]"])

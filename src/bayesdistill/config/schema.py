@@ -25,7 +25,8 @@ from bayesdistill.data import AUGMENTATIONS, DATASETS, Standardization
 from bayesdistill.losses import LOSSES, loss_kind
 from bayesdistill.models import MODELS
 from bayesdistill.registry import Registry
-from bayesdistill.teachers import TEACHERS
+from bayesdistill.teachers import TEACHERS, needs_network
+from bayesdistill.teachers.cross_fit import CrossFitPredictor, check_folds
 from bayesdistill.train.objective import LossTerm, check_combination, check_term
 from bayesdistill.train.settings import TrainSettings
 
@@ -232,7 +233,11 @@ class TeacherKindConfig(NamedSpec):
     ``label`` names it in results (default: the name), so one study can compare, e.g., two
     Laplace settings. ``calibrate: true`` adds temperature scaling on top of the teacher
     (p^(1/T) renormalised, T fitted on validation NLL). A bare string ``"laplace"`` is
-    shorthand for ``{name: laplace}``.
+    shorthand for ``{name: laplace}``. ``cross_fit: K`` (K >= 2) builds the kind K times, each
+    without one of K stratified folds of the training set, and gives every training example
+    the prediction of the teacher that did not see it (`bayesdistill.teachers.cross_fit`);
+    elsewhere it answers with ``cross_fit_predictor``: the mean of the K teachers (default) or
+    a teacher built on all the data (``full``). Its cost is K teacher fits.
     """
 
     registry = TEACHERS
@@ -240,6 +245,22 @@ class TeacherKindConfig(NamedSpec):
 
     label: str | None = None
     calibrate: bool = False
+    cross_fit: int | None = None
+    cross_fit_predictor: CrossFitPredictor = CrossFitPredictor.MEAN
+
+    @field_validator("cross_fit", mode="before")
+    @classmethod
+    def _folds(cls, value: Any) -> Any:
+        return value if value is None else check_folds(value)
+
+    @model_validator(mode="after")
+    def _cross_fit_learns(self) -> TeacherKindConfig:
+        if self.cross_fit is not None and (self.name == NO_TEACHER or not needs_network(self.name)):
+            raise ValueError(
+                f"teacher '{self.name}' learns nothing from the training set, so cross_fit "
+                "changes nothing; cross-fit a teacher kind built from a trained network"
+            )
+        return self
 
     @property
     def key(self) -> str:
@@ -274,11 +295,15 @@ class TeacherNetworkConfig(_Strict):
 
     ``augment`` applies to the network's training and to every teacher kind that trains a
     network of its own (IVON, MFVI, MSE, MCMI, ensemble members).
+    ``exclude_student_subset: true`` (held-out distillation) trains the teachers without the
+    student's per-class subset (``student.subset``), so their predictions there are
+    out-of-sample.
     """
 
     model: ModelConfig = Field(default_factory=_default_teacher_model)
     train: TrainSettings = TrainSettings()
     augment: list[AugmentConfig] = Field(default_factory=list)
+    exclude_student_subset: bool = False
 
 
 class StudentConfig(_Strict):
@@ -338,6 +363,24 @@ class ExperimentConfig(_Strict):
                     f"student loss '{loss.key}' names teacher kinds {unknown} in `teachers`, "
                     f"which the study does not have; its teacher kinds are {kinds}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _training_targets(self) -> ExperimentConfig:
+        if self.teacher.exclude_student_subset and self.student.subset is None:
+            raise ValueError(
+                "teacher.exclude_student_subset trains the teachers without the student's "
+                "examples, but the student trains on the whole training set; give "
+                "student.subset (per_class or fraction)"
+            )
+        crossed = [k.key for k in self.teachers if k.cross_fit is not None]
+        if crossed and self.student.augment:
+            raise ValueError(
+                f"teacher kinds {crossed} are cross-fitted: their out-of-fold targets exist for "
+                "the clean training examples only, but the student trains with augmentation "
+                "(the teacher would answer on augmented inputs with the mean of its K teachers, "
+                "which saw the example); drop student.augment or cross_fit"
+            )
         return self
 
     @field_validator("seeds")

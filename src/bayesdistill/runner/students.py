@@ -31,6 +31,7 @@ from bayesdistill.runner.common import (
 from bayesdistill.runner.teachers import cached_teacher_probs, curve_fluctuation
 from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import Teacher, check_teacher_matches
+from bayesdistill.teachers.cross_fit import target_source
 from bayesdistill.train import distill
 
 STUDENTS_DIR = "students"
@@ -83,12 +84,17 @@ def train_student(
     resume: bool,
     progress: bool,
     targets_cache: Path | None = None,
+    held_out: bool | None = None,
 ) -> dict[str, Any]:
     """Train one student and write its summary; returns the summary.
 
     With ``teacher=None`` the student learns from one-hot labels (``onehot_ce``) and
     ``loss`` is ignored. Without augmentation the teacher is queried once on the training
-    set; with augmentation on every batch.
+    set (a cross-fitted teacher gives its out-of-fold table); with augmentation on every
+    batch. ``held_out``: whether the teacher was trained without the student's examples
+    (None: unknown). The summary's ``targets`` says which targets the student learnt from:
+    ``labels``, ``out_of_fold``, ``held_out``, ``in_sample``, or ``predictions`` (a teacher
+    whose training data is unknown).
     """
     summary_file = folder / "summary.json"
     if resume and summary_file.is_file() and (folder / "student.pt").is_file():
@@ -123,6 +129,11 @@ def train_student(
         description=f"seed {seed} student <- {label}",
     )
     loss_name = (loss.name or COMPOSITE) if distilled else "onehot_ce"
+    targets = "labels"
+    if distilled:
+        targets = target_source(teacher, splits.train)
+        if targets == "predictions" and held_out is not None:
+            targets = "held_out" if held_out else "in_sample"
     save_network(folder / "student.pt", result.model)
     summary = {
         "label": label,
@@ -130,6 +141,7 @@ def train_student(
         "loss_label": loss.key if distilled else loss_name,
         "loss_options": loss.options if distilled else {},
         "n_train": len(train),
+        "targets": targets,
         "final": result.final,
         "fluctuation": curve_fluctuation(result.history),
         "seconds": time.perf_counter() - tic,

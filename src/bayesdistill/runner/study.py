@@ -112,6 +112,7 @@ def run_study(
                     resume=resume,
                     progress=progress,
                     targets_cache=folder / TEACHERS_DIR / kind.key / TRAIN_PROBS,
+                    held_out=config.teacher.exclude_student_subset,
                 )
     write_json(out / "timing.json", {"seconds": time.perf_counter() - tic, "resumed": resume})
     write_reports(out)

@@ -38,13 +38,16 @@ from bayesdistill.runner.common import (
 from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import (
     TEACHERS,
+    CrossFitPlan,
     SavableTeacher,
     Teacher,
     TeacherContext,
     calibrate,
     load_teacher,
     needs_network,
+    training_targets,
 )
+from bayesdistill.teachers.cross_fit import target_source
 from bayesdistill.train import fit, predict_in_batches
 
 NETWORK_DIR = "teacher_network"
@@ -55,16 +58,15 @@ TRAIN_PROBS = "train_probs.pt"
 CURVE_KEY = "test_accuracy"
 
 
-def cached_teacher_probs(
-    teacher: Teacher, data: LabelledData, cache: Path | None
-) -> torch.Tensor:
-    """The teacher's probabilities on ``data`` (on the teacher's device), read from /
-    written to ``cache`` if given."""
+def cached_teacher_probs(teacher: Teacher, data: LabelledData, cache: Path | None) -> torch.Tensor:
+    """What students learn from on ``data`` (on the teacher's device): the teacher's
+    probabilities, or its out-of-fold table when it is cross-fitted on ``data``
+    (`training_targets`); read from / written to ``cache`` if given."""
     if cache is not None and cache.is_file():
         state = load_torch(cache, what="cached teacher predictions", expected_format=TARGETS_FORMAT)
         if state["probs"].shape[0] == len(data):
             return state["probs"].to(getattr(teacher, "device", "cpu"))
-    probs = predict_in_batches(teacher, data)
+    probs = training_targets(teacher, data)
     if cache is not None:
         save_torch(cache, {"format": TARGETS_FORMAT, "probs": probs.cpu()})
     return probs
@@ -131,15 +133,26 @@ def build_teacher(
     folder: Path,
     *,
     network_fluctuation: float,
+    plan: CrossFitPlan | None = None,
+    student_train: LabelledData | None = None,
 ) -> SavableTeacher:
-    """Build one teacher kind (or load it when finished earlier) and record its metrics."""
+    """Build one teacher kind (or load it when finished earlier) and record its metrics.
+
+    ``plan``: the folds of a cross-fitted kind (``kind.cross_fit``). ``student_train``: the
+    training set students learn from, when the teacher's own is smaller (held-out teachers).
+    """
     teacher_file, summary_file = folder / "teacher.pt", folder / "summary.json"
     if context.resume and teacher_file.is_file() and summary_file.is_file():
         log.info("seed %d: teacher '%s' already built, loading", context.seed, kind.key)
         return load_teacher(teacher_file, _device(context))
     tic = time.perf_counter()
     context = replace(context, run_dir=folder / "train")
-    teacher = TEACHERS.build(kind.name, context, **kind.options)
+    if plan is not None:
+        teacher = plan.in_run_dir(context.run_dir).build(
+            kind.name, predictor=kind.cross_fit_predictor, **kind.options
+        )
+    else:
+        teacher = TEACHERS.build(kind.name, context, **kind.options)
     if kind.calibrate:
         teacher = calibrate(teacher, context.splits.val)
     seconds = time.perf_counter() - tic
@@ -148,7 +161,11 @@ def build_teacher(
     test_probs = predict_in_batches(teacher, splits.test).cpu()
     val_probs = predict_in_batches(teacher, splits.val).cpu()
     # what students learn from: the teacher's predictions on the training set (cached)
-    train_probs = cached_teacher_probs(teacher, splits.train, folder / TRAIN_PROBS).cpu()
+    train = splits.train if student_train is None else student_train
+    train_probs = cached_teacher_probs(teacher, train, folder / TRAIN_PROBS).cpu()
+    targets = target_source(teacher, train)
+    if targets != "out_of_fold":
+        targets = "in_sample" if student_train is None else "held_out"
     own_curve = JsonLines(context.run_dir / "metrics.jsonl").read()
     save_torch(
         folder / "test_probs.pt",
@@ -161,10 +178,11 @@ def build_teacher(
             "label": kind.key,
             "name": kind.name,
             "teacher": teacher.describe(),
+            "training_targets": targets,
             "test": test,
             "val": split_metrics(val_probs, splits.val, "val"),
             "train": {
-                **split_metrics(train_probs, splits.train, "train"),
+                **split_metrics(train_probs, train, "train"),
                 "train_entropy": mean_entropy(train_probs),
             },
             "fluctuation": curve_fluctuation(own_curve) if own_curve else network_fluctuation,
@@ -193,8 +211,15 @@ def run_teacher_stage(
     resume: bool,
     progress: bool,
 ) -> dict[str, SavableTeacher]:
-    """Train the teacher network once and build every configured teacher kind from it."""
+    """Train the teacher network once and build every configured teacher kind from it.
+
+    With ``teacher.exclude_student_subset`` the network and every kind are trained without
+    the student's examples (held-out distillation).
+    """
     kinds = [k for k in config.teachers if k.name != NO_TEACHER]
+    student_splits = splits
+    if config.teacher.exclude_student_subset:
+        splits = held_out_splits(config, splits, seed)
     network, network_fluct = None, float("nan")
     if any(needs_network(k.name) for k in kinds):
         network = train_teacher_network(
@@ -212,12 +237,37 @@ def run_teacher_stage(
         evaluate=network_evaluator(splits),
         augment=build_augment(config.teacher.augment),
     )
+    plans = {  # the folds (and fold networks) are shared by the kinds with the same K
+        k: CrossFitPlan.make(
+            replace(context, run_dir=seed_dir / TEACHERS_DIR / f"cross_fit_{k}"), k
+        )
+        for k in sorted({kind.cross_fit for kind in kinds if kind.cross_fit is not None})
+    }
     return {
         kind.key: build_teacher(
-            kind, context, seed_dir / TEACHERS_DIR / kind.key, network_fluctuation=network_fluct
+            kind,
+            context,
+            seed_dir / TEACHERS_DIR / kind.key,
+            network_fluctuation=network_fluct,
+            plan=None if kind.cross_fit is None else plans[kind.cross_fit],
+            student_train=None if student_splits is splits else student_splits.train,
         )
         for kind in kinds
     }
+
+
+def held_out_splits(config: ExperimentConfig, splits: DataSplits, seed: int) -> DataSplits:
+    """The splits whose training set leaves out the student's examples of this seed."""
+    from bayesdistill.runner.students import student_indices  # students import this module
+
+    keep = torch.ones(len(splits.train), dtype=torch.bool)
+    keep[student_indices(config.student, splits, seed)] = False
+    log.info(
+        "seed %d: teachers train without the student's %d examples (held-out distillation)",
+        seed,
+        int((~keep).sum()),
+    )
+    return splits.with_train(splits.train.subset(torch.nonzero(keep).flatten()))
 
 
 def load_predictions(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

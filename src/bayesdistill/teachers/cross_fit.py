@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -143,10 +144,11 @@ def _fresh_network_factory(context: TeacherContext) -> Callable[[], Classifier]:
 def fold_context(context: TeacherContext, fold_of: Tensor, fold: int) -> TeacherContext:
     """The context of fold ``fold``'s teacher: training split without that fold, own seed.
 
-    Its ``network`` is None and ``train_network`` trains one on first use (once per
-    context, on the fold's training split, from the teacher network's initial weights, with
-    the teacher network's settings and augmentation); kinds that need no trained network
-    (IVON, MSE: they train from ``init_network``) never pay for it.
+    Its ``network`` is None and ``train_network`` trains one on first use (once for this
+    context and every copy of it, on the fold's training split, from the teacher network's
+    initial weights, with the teacher network's settings and augmentation, logged under
+    ``context.run_dir/fold_<k>/network``); kinds that need no trained network (IVON, MSE:
+    they train from ``init_network``) never pay for it.
     """
     keep = torch.nonzero(fold_of != fold).flatten()
     train = context.splits.train.subset(keep)
@@ -156,7 +158,11 @@ def fold_context(context: TeacherContext, fold_of: Tensor, fold: int) -> Teacher
     settings = context.train_settings or TrainSettings()
     folds = int(fold_of.max()) + 1
 
+    trained: list[Classifier] = []
+
     def train_network() -> Classifier:
+        if trained:  # copies of this context (one per teacher kind) share the network
+            return trained[0]
         result = fit(
             init_network(),
             train,
@@ -170,7 +176,8 @@ def fold_context(context: TeacherContext, fold_of: Tensor, fold: int) -> Teacher
             progress=context.progress,
             description=f"cross-fit network {fold + 1}/{folds}",
         )
-        return result.model  # type: ignore[return-value]
+        trained.append(result.model)  # type: ignore[arg-type]
+        return trained[0]
 
     return replace(
         context,
@@ -212,6 +219,15 @@ class CrossFitPlan:
     @property
     def folds(self) -> int:
         return len(self.contexts)
+
+    def in_run_dir(self, run_dir: Path | None) -> CrossFitPlan:
+        """The same folds and fold networks, with fold k's teacher writing its own training
+        (IVON, MFVI, ...) to ``run_dir/fold_<k>`` (one folder per teacher kind)."""
+        contexts = [
+            replace(c, run_dir=None if run_dir is None else run_dir / f"fold_{k}")
+            for k, c in enumerate(self.contexts)
+        ]
+        return CrossFitPlan(replace(self.context, run_dir=run_dir), self.fold_of, contexts)
 
     def held_out_index(self, fold: int) -> Tensor:
         """Positions in the training set of fold ``fold`` (what teacher ``fold`` never sees)."""
