@@ -22,6 +22,7 @@ from bayesdistill.data.base import (
     as_tensor_data,
     validate_arrays,
 )
+from bayesdistill.data.ondisk import OnDiskArrays, ondisk_data, save_arrays
 from bayesdistill.data.sources import mnist1d, npz, save_npz
 from bayesdistill.data.splits import make_splits, per_class_subset, split_indices
 from bayesdistill.data.synthetic import GaussianMixture, gaussian_mixture
@@ -64,3 +65,4 @@ __all__ = [
     "svhn",
     "validate_arrays",
 ]
+__all__ += ["OnDiskArrays", "ondisk_data", "save_arrays"]
