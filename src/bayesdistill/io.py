@@ -17,6 +17,11 @@ creating a world-writable file in that window. (``tempfile.mkstemp``, used befor
 0o600 files whatever the umask, so results were unreadable to colleagues.) A rewrite makes
 a new file: it gets the umask's mode, not the mode of the file it replaces.
 
+In a distributed run (several processes launched by ``torchrun``) every process runs the
+same code and calls the same writes, but only rank 0 writes files: the others write to
+``os.devnull``. Each write ends with a barrier, so no process reads a file before rank 0
+has finished writing it (a shared file system is assumed).
+
 Checkpoints are loaded with ``torch.load(..., weights_only=True)``: loading never executes
 code from the file.
 """
@@ -56,11 +61,17 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', got {mode!r}")
+    encoding = {"encoding": "utf-8"} if mode == "w" else {}
+    if not is_writer():
+        with open(os.devnull, mode, **encoding) as handle:
+            yield handle
+        _barrier()
+        return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_path = _create_temporary(target)
     try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+        with os.fdopen(fd, mode, **encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -69,6 +80,37 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)
         raise
+    _barrier()
+
+
+def is_writer() -> bool:
+    """Whether this process writes files: always, except ranks ≠ 0 of a distributed run."""
+    return not _distributed() or torch.distributed.get_rank() == 0
+
+
+def _distributed() -> bool:
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
+
+
+def files_exist(*paths: str | os.PathLike[str]) -> bool:
+    """Whether every path is a file. In a distributed run, rank 0's answer on every rank:
+    code that skips work when its output exists must take the same branch on all ranks,
+    though rank 0 may already have written the file another rank is looking for."""
+    found = all(Path(p).is_file() for p in paths)
+    if _distributed():
+        box = [found]
+        torch.distributed.broadcast_object_list(box, src=0)
+        found = bool(box[0])
+    return found
+
+
+def _barrier() -> None:
+    if _distributed():
+        torch.distributed.barrier()
 
 
 def _create_temporary(target: Path) -> tuple[int, Path]:
@@ -180,12 +222,16 @@ class JsonLines:
         self.path = Path(path)
 
     def append(self, record: dict[str, Any]) -> None:
+        if not is_writer():
+            _barrier()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(_finite(record), sort_keys=True, default=_json_default)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        _barrier()
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -206,13 +252,17 @@ class JsonLines:
 
 
 def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
-    """Delete ``.*.tmp`` files that a killed run left under ``directory``; return them."""
+    """Delete ``.*.tmp`` files that a killed run left under ``directory``; return them.
+
+    In a distributed run rank 0 deletes them (the others might delete its temporaries in
+    flight) and every rank waits for it."""
     directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    stale = [p for p in directory.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
+    stale: list[Path] = []
+    if is_writer() and directory.is_dir():
+        stale = [p for p in directory.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+    _barrier()
     return stale
 
 

@@ -46,7 +46,7 @@ def test_string_shorthand_for_components():
     [
         (
             "student.trian.lr=1",
-            r"unknown key 'student.trian'; allowed keys here: model, train, losses, subset, augment. Did you mean 'train'\?",
+            r"unknown key 'student.trian'; allowed keys here: model, train, losses, subset, augment, teacher_cache, cache_views, cache_top_k. Did you mean 'train'\?",
         ),
         ("seed=1", r"unknown key 'seed'.*Did you mean 'seeds'\?"),
         (

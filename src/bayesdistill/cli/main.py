@@ -11,7 +11,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -65,14 +65,32 @@ USAGE_ERRORS = _usage_error_types()
 
 
 def _configure_logging(quiet: bool) -> None:
-    """Our own logger to stderr; third-party loggers stay at their defaults."""
+    """Our own logger to stderr; third-party loggers stay at their defaults. Ranks ≠ 0 of
+    a distributed run log warnings and errors only (rank 0 reports progress)."""
+    from bayesdistill.io import is_writer
+
     logger = logging.getLogger("bayesdistill")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(logging.WARNING if quiet or not is_writer() else logging.INFO)
     logger.propagate = False
+
+
+def _echo(message: str = "", **kwargs: Any) -> None:
+    """Print a result (on rank 0 only, in a distributed run)."""
+    from bayesdistill.io import is_writer
+
+    if is_writer():
+        typer.echo(message, **kwargs)
+
+
+def _join_torchrun() -> None:
+    from bayesdistill.train.distributed import init_from_env, launched_by_torchrun
+
+    if launched_by_torchrun():
+        init_from_env()
 
 
 def _version(value: bool) -> None:
@@ -111,7 +129,7 @@ def teacher(
 
     files = run_teachers(_load(config, overrides), out, seed=seed, resume=resume, progress=progress)
     for label, path in files.items():
-        typer.echo(f"{label:>16}: {path}")
+        _echo(f"{label:>16}: {path}")
 
 
 @app.command()
@@ -139,12 +157,12 @@ def distill(
     )
     for summary in summaries:
         final = summary["final"]
-        typer.echo(
+        _echo(
             f"student <- {summary['label']} ({summary['loss_label']}): test accuracy "
             f"{100 * final['test_accuracy']:.2f}%, NLL {final['test_nll']:.3f}, "
             f"ECE {final['test_ece']:.3f}, fluctuation {summary['fluctuation']:.2f} pp"
         )
-    typer.echo(f"run folder: {out}")
+    _echo(f"run folder: {out}")
 
 
 @app.command()
@@ -177,8 +195,8 @@ def _run_study(config, out: Path, resume: bool, progress: bool) -> None:
 
     tic = time.perf_counter()
     run_study(config, out, resume=resume, progress=progress)
-    typer.echo((out / "results.md").read_text(encoding="utf-8"))
-    typer.echo(
+    _echo((out / "results.md").read_text(encoding="utf-8"))
+    _echo(
         f"finished in {time.perf_counter() - tic:.0f} s; results in {out}/ "
         "(results.csv, results.md, plots/)"
     )
@@ -192,7 +210,7 @@ def report(folder: Annotated[Path, typer.Argument(help="A study's output folder.
     if not (folder / "config.yaml").is_file():
         raise FileNotFoundError(f"'{folder}' is not a study folder (no config.yaml)")
     write_reports(folder)
-    typer.echo((folder / "results.md").read_text(encoding="utf-8"))
+    _echo((folder / "results.md").read_text(encoding="utf-8"))
 
 
 @app.command()
@@ -225,7 +243,7 @@ def theory(
             raise typer.BadParameter(
                 "'theory all' takes no overrides; run one config to override it"
             )
-        typer.echo(run_all(out, quick=not full, resume=resume, progress=progress))
+        _echo(run_all(out, quick=not full, resume=resume, progress=progress))
     else:
         result = run_theory(
             load_theory_config(config, overrides or []),
@@ -234,8 +252,8 @@ def theory(
             resume=resume,
             progress=progress,
         )
-        typer.echo(render_report(result))
-    typer.echo(f"finished in {time.perf_counter() - tic:.0f} s; report in {out}/report.md")
+        _echo(render_report(result))
+    _echo(f"finished in {time.perf_counter() - tic:.0f} s; report in {out}/report.md")
 
 
 @app.command(name="config")
@@ -243,7 +261,7 @@ def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Print the resolved config (defaults filled in, overrides applied)."""
     from bayesdistill.config import dump_config
 
-    typer.echo(dump_config(_load(config, overrides)), nl=False)
+    _echo(dump_config(_load(config, overrides)), nl=False)
 
 
 @app.command(name="list")
@@ -259,12 +277,17 @@ def list_registered(
     """Every registered name by kind, with its options and defaults."""
     from bayesdistill.cli.listing import render_registries
 
-    typer.echo(render_registries(kind), nl=False)
+    _echo(render_registries(kind), nl=False)
 
 
 def main() -> None:
-    """Console entry point: run the app and turn our errors into one clear line."""
+    """Console entry point: run the app and turn our errors into one clear line.
+
+    Under ``torchrun`` every process joins the process group first, so each training
+    run is distributed over the processes (`bayesdistill.train.distributed`).
+    """
     try:
+        _join_torchrun()
         app(standalone_mode=False)
     except (BayesDistillError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)

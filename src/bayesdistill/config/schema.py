@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pydantic
+import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,11 +28,18 @@ from bayesdistill.models import MODELS
 from bayesdistill.registry import Registry
 from bayesdistill.teachers import TEACHERS, needs_network
 from bayesdistill.teachers.cross_fit import CrossFitPredictor, check_folds
+from bayesdistill.train.accel import Acceleration, Precision
 from bayesdistill.train.objective import LossTerm, check_combination, check_term
 from bayesdistill.train.settings import TrainSettings
+from bayesdistill.train.targets import TeacherCache
+from bayesdistill.train.views import DEFAULT_VIEWS
 
 NO_TEACHER = "none"
 """Pseudo teacher kind of a study: the student trained on one-hot labels alone."""
+PARAMETRIC_AUGMENTATIONS = tuple(
+    name for name in AUGMENTATIONS.names() if AUGMENTATIONS.entry(name).tags.get("parametric")
+)
+"""Augmentations whose per-example randomness can be stored (`teacher_cache: views`)."""
 
 
 class _Strict(BaseModel):
@@ -311,6 +319,13 @@ class StudentConfig(_Strict):
 
     A study trains one student per (loss, teacher kind); the one-hot student (teacher kind
     ``none``) is trained once and shown with every loss.
+
+    ``teacher_cache`` says where the students' teacher probabilities come from during
+    training (`TeacherCache`): ``auto`` (``exact`` without augmentation, ``none`` with
+    it), ``exact`` (the clean training set predicted once), ``views`` (``cache_views``
+    augmented views per example predicted once and stored with their augmentation
+    parameters; ``cache_top_k`` keeps the k largest probabilities of each view) or
+    ``none`` (the teacher asked on every batch).
     """
 
     model: ModelConfig = Field(default_factory=_default_student_model)
@@ -318,6 +333,32 @@ class StudentConfig(_Strict):
     losses: list[LossConfig] = Field(default_factory=lambda: [LossConfig(name="kd")], min_length=1)
     subset: SubsetConfig | None = None
     augment: list[AugmentConfig] = Field(default_factory=list)
+    teacher_cache: TeacherCache = TeacherCache.AUTO
+    cache_views: int = Field(DEFAULT_VIEWS, ge=1)
+    cache_top_k: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _cache_fits_augmentation(self) -> StudentConfig:
+        if self.teacher_cache is TeacherCache.VIEWS:
+            if not self.augment:
+                raise ValueError(
+                    "teacher_cache 'views' stores the teacher's predictions on augmented views, "
+                    "but student.augment is empty; use teacher_cache 'exact' (or 'auto'), or "
+                    "give the student an augmentation"
+                )
+            names = [a.name for a in self.augment if a.name not in PARAMETRIC_AUGMENTATIONS]
+            if names:
+                raise ValueError(
+                    f"teacher_cache 'views' needs augmentations whose randomness can be stored "
+                    f"({', '.join(PARAMETRIC_AUGMENTATIONS)}); {names} cannot be: use "
+                    "teacher_cache 'none' with them"
+                )
+        if self.teacher_cache is TeacherCache.EXACT and self.augment:
+            raise ValueError(
+                "teacher_cache 'exact' caches the teacher's predictions on the clean training "
+                "set, but the student trains with augmentation; use 'views' or 'none'"
+            )
+        return self
 
     @field_validator("losses")
     @classmethod
@@ -333,11 +374,39 @@ def _default_teacher_kinds() -> list[TeacherKindConfig]:
     ]
 
 
+class RuntimeConfig(_Strict):
+    """How networks run, not what they learn: speed options and data loading.
+
+    The GPU fast path (`Acceleration`), opt-in: ``precision`` (fp32 | bf16 | fp16: autocast
+    of every forward pass, student's and teacher's, with a GradScaler for fp16, which needs
+    CUDA), ``channels_last``, ``cudnn_benchmark``, ``compile`` (torch.compile) and, for runs
+    under torchrun, ``sync_batchnorm``. Data read through a DataLoader (streamed datasets)
+    uses ``num_workers`` worker processes and ``pin_memory``.
+    """
+
+    precision: Precision = Precision.FP32
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    compile: bool = False
+    sync_batchnorm: bool = False
+    num_workers: int = Field(0, ge=0)
+    pin_memory: bool = True
+
+    def acceleration(self) -> Acceleration:
+        return Acceleration(
+            precision=self.precision,
+            channels_last=self.channels_last,
+            cudnn_benchmark=self.cudnn_benchmark,
+            compile=self.compile,
+            sync_batchnorm=self.sync_batchnorm,
+        )
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment: data, teacher network, teacher kinds, student, seeds.
 
     ``bayesdistill teacher`` uses data/teacher/teachers, ``distill`` uses data/student, and
-    ``study`` uses everything.
+    ``study`` uses everything; ``runtime`` holds speed and loading options for all of them.
     """
 
     data: DataConfig = Field(default_factory=DataConfig)
@@ -346,6 +415,7 @@ class ExperimentConfig(_Strict):
     student: StudentConfig = Field(default_factory=StudentConfig)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     device: str = "auto"
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @field_validator("teachers")
     @classmethod
@@ -393,10 +463,15 @@ class ExperimentConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
-        if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise ValueError(
-                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got '{device}'"
-            )
+        allowed = f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got '{device}'"
+        if device == "auto":
+            return device
+        if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ValueError(allowed)
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ValueError(allowed) from None
         return device
 
 
@@ -426,6 +501,7 @@ __all__ = [
     "LossTermConfig",
     "ModelConfig",
     "NamedSpec",
+    "RuntimeConfig",
     "StudentConfig",
     "SubsetConfig",
     "TeacherKindConfig",

@@ -320,8 +320,9 @@ def _require_images(x: Tensor, name: str) -> None:
         )
 
 
-AUGMENTATIONS.register("shift")(RandomShift)
-AUGMENTATIONS.register("noise")(GaussianNoise)
-AUGMENTATIONS.register("random_crop")(RandomCrop)
-AUGMENTATIONS.register("hflip")(RandomHorizontalFlip)
-AUGMENTATIONS.register("cifar")(cifar_augmentation)
+# tag `parametric`: the augmentation's randomness can be stored (teacher view caches)
+AUGMENTATIONS.register("shift", parametric=True)(RandomShift)
+AUGMENTATIONS.register("noise", parametric=False)(GaussianNoise)
+AUGMENTATIONS.register("random_crop", parametric=True)(RandomCrop)
+AUGMENTATIONS.register("hflip", parametric=True)(RandomHorizontalFlip)
+AUGMENTATIONS.register("cifar", parametric=True)(cifar_augmentation)

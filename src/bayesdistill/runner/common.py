@@ -36,14 +36,31 @@ STUDENT_BATCH_STREAM = 4
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA if available, else CPU; otherwise the named device (checked)."""
+    """``auto`` → CUDA if available, else CPU; otherwise the named device (checked).
+
+    In a distributed run on GPUs, ``auto`` and ``cuda`` mean this rank's own GPU.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
         raise ConfigError(
-            f"device '{name}' was asked for, but CUDA is not available here; use 'cpu'"
-        )
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got '{name}'"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device '{name}' was asked for, but CUDA is not available here; use 'cpu'"
+            )
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        elif device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device '{name}' does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s), cuda:0 … "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
     return device
 
 

@@ -16,7 +16,7 @@ import torch
 from bayesdistill.config.schema import LossConfig, StudentConfig
 from bayesdistill.data import DataSplits, per_class_subset
 from bayesdistill.errors import ConfigError
-from bayesdistill.io import read_json, write_json
+from bayesdistill.io import files_exist, read_json, write_json
 from bayesdistill.losses import check_num_classes, loss_kind, needs_teacher
 from bayesdistill.runner.common import (
     STUDENT_BATCH_STREAM,
@@ -97,7 +97,7 @@ def train_student(
     whose training data is unknown).
     """
     summary_file = folder / "summary.json"
-    if resume and summary_file.is_file() and (folder / "student.pt").is_file():
+    if resume and files_exist(summary_file, folder / "student.pt"):
         log.info("seed %d: student '%s' (%s) already trained", seed, label, folder.name)
         return read_json(summary_file)
     index = student_indices(config, splits, seed)

@@ -21,7 +21,7 @@ import torch
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
 from bayesdistill.data import DataSplits
 from bayesdistill.data.stream import LabelledData
-from bayesdistill.io import JsonLines, load_torch, read_json, save_torch, write_json
+from bayesdistill.io import JsonLines, files_exist, load_torch, read_json, save_torch, write_json
 from bayesdistill.losses import onehot_ce
 from bayesdistill.metrics import fluctuation, mean_entropy
 from bayesdistill.models import Classifier
@@ -62,7 +62,7 @@ def cached_teacher_probs(teacher: Teacher, data: LabelledData, cache: Path | Non
     """What students learn from on ``data`` (on the teacher's device): the teacher's
     probabilities, or its out-of-fold table when it is cross-fitted on ``data``
     (`training_targets`); read from / written to ``cache`` if given."""
-    if cache is not None and cache.is_file():
+    if cache is not None and files_exist(cache):
         state = load_torch(cache, what="cached teacher predictions", expected_format=TARGETS_FORMAT)
         if state["probs"].shape[0] == len(data):
             return state["probs"].to(getattr(teacher, "device", "cpu"))
@@ -90,7 +90,7 @@ def train_teacher_network(
 ) -> Classifier:
     """Train (or, when finished earlier, load) the network the teacher kinds are built from."""
     done = folder / "network.pt"
-    if resume and done.is_file() and (folder / "summary.json").is_file():
+    if resume and files_exist(done, folder / "summary.json"):
         log.info("seed %d: teacher network already trained, loading %s", seed, done)
         return load_network(done, device)
     network = init_network(config.teacher.model, splits, seed, TEACHER_INIT_STREAM, device)
@@ -142,7 +142,7 @@ def build_teacher(
     training set students learn from, when the teacher's own is smaller (held-out teachers).
     """
     teacher_file, summary_file = folder / "teacher.pt", folder / "summary.json"
-    if context.resume and teacher_file.is_file() and summary_file.is_file():
+    if context.resume and files_exist(teacher_file, summary_file):
         log.info("seed %d: teacher '%s' already built, loading", context.seed, kind.key)
         return load_teacher(teacher_file, _device(context))
     tic = time.perf_counter()

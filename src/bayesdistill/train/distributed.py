@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from bayesdistill import io
 from bayesdistill.errors import ConfigError
 from bayesdistill.train.batches import Shard
 
@@ -50,7 +51,7 @@ def rank() -> int:
 
 def is_writer() -> bool:
     """Whether this process writes files: always, except on ranks ≠ 0 of a distributed run."""
-    return rank() == 0
+    return io.is_writer()
 
 
 def barrier() -> None:

@@ -258,7 +258,9 @@ def fit(
                             seen.append(terms)
                         return loss if weight == 1.0 else loss * weight
 
-                    loss = float(step(net, optimizer, compute_loss)) / batch.weight
+                    # weighted: the mean over ranks of the weighted losses is the global
+                    # batch's mean loss (`Batch.weight`), so the logged curve is the global one
+                    loss = float(step(net, optimizer, compute_loss))
                     scheduler.step()
                     running += loss
                     count += 1

@@ -10,7 +10,8 @@ the run folder:
 - a progress bar over epochs, shown only on an interactive terminal (it would fill a
   log file with carriage returns otherwise).
 
-In a distributed run every rank keeps the history, but only rank 0 writes files.
+In a distributed run every rank keeps the history; only rank 0 writes files
+(`bayesdistill.io` sees to that).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class Recorder:
         epochs: total epochs (the progress bar's length).
         description: the progress bar's label.
         progress: show a progress bar (only ever on an interactive terminal).
-        writer: whether this process writes files (rank 0 of a distributed run).
+        writer: whether this process shows progress (rank 0 of a distributed run).
     """
 
     def __init__(
@@ -143,9 +144,8 @@ class Recorder:
         """
         start_epoch, rng = 0, None
         if self.run is not None:
-            if self.writer:
-                self.run.mkdir(parents=True, exist_ok=True)
-                remove_stale_temporaries(self.run)
+            self.run.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run)
             checkpoint, log = self.checkpoint, self.log
             assert checkpoint is not None and log is not None
             last_step = -1  # starting afresh keeps no record
@@ -153,8 +153,7 @@ class Recorder:
                 start_epoch, rng = self._restore(checkpoint, state, rank)
                 last_step = start_epoch * steps_per_epoch
             self.history = [r for r in log.read() if r["step"] <= last_step]
-            if self.writer:
-                log.truncate(lambda r: r["step"] <= last_step)
+            log.truncate(lambda r: r["step"] <= last_step)
         self.bar = tqdm(
             total=self.epochs,
             initial=start_epoch,
@@ -168,13 +167,13 @@ class Recorder:
     def record(self, record: dict[str, Any]) -> None:
         """Keep one evaluation point's record (and append it to ``metrics.jsonl``)."""
         self.history.append(record)
-        if self.log is not None and self.writer:
+        if self.log is not None:
             self.log.append(record)
 
     def end_epoch(self, epoch: int, state: TrainingState, rngs: list[dict[str, Tensor]]) -> None:
         """Checkpoint after epoch ``epoch`` (0-based) with every rank's random state."""
         checkpoint = self.checkpoint
-        if checkpoint is not None and self.writer:
+        if checkpoint is not None:
             save_torch(
                 checkpoint,
                 {
