@@ -26,11 +26,13 @@ def run_teachers(
     Each teacher lands in ``out/teachers/<label>/teacher.pt``, ready for `run_distill`.
     """
     out = Path(out)
+    device = resolve_device(config.device)
+    config.runtime.acceleration().check(device)
     prepare_output(config, out, resume)
     seed = config.seeds[0] if seed is None else seed
     splits = load_data(config.data)
     teachers = run_teacher_stage(
-        config, splits, seed, out, resolve_device(config.device), resume=resume, progress=progress
+        config, splits, seed, out, device, resume=resume, progress=progress
     )
     return {label: out / TEACHERS_DIR / label / "teacher.pt" for label in teachers}
 
@@ -48,9 +50,11 @@ def run_distill(
     ``out/<loss label>/``), or one student from one-hot labels (in ``out/``) when
     ``teacher`` is None. Returns the students' summaries."""
     out = Path(out)
+    device = resolve_device(config.device)
+    accel = config.runtime.acceleration()
+    accel.check(device)
     prepare_output(config, out, resume)
     seed = config.seeds[0] if seed is None else seed
-    device = resolve_device(config.device)
     loaded: SavableTeacher | None = None
     if teacher is not None:
         loaded = load_teacher(teacher, device)
@@ -70,6 +74,7 @@ def run_distill(
                 device,
                 resume=resume,
                 progress=progress,
+                accel=accel,
             )
         ]
     return [
@@ -85,6 +90,7 @@ def run_distill(
             resume=resume,
             progress=progress,
             targets_cache=out / "train_probs.pt",
+            accel=accel,
         )
         for loss in config.student.losses
     ]

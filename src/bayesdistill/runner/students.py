@@ -7,6 +7,7 @@ their batch order, so differences between teacher kinds are paired.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,25 @@ from bayesdistill.runner.common import (
     STUDENT_BATCH_STREAM,
     STUDENT_INIT_STREAM,
     STUDENT_SUBSET_STREAM,
+    STUDENT_VIEW_STREAM,
     build_augment,
     init_network,
     log,
     network_evaluator,
     save_network,
 )
-from bayesdistill.runner.teachers import cached_teacher_probs, curve_fluctuation
+from bayesdistill.runner.teachers import (
+    VIEW_CACHE,
+    cached_teacher_probs,
+    cached_view_cache,
+    curve_fluctuation,
+)
 from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import Teacher, check_teacher_matches
 from bayesdistill.teachers.cross_fit import target_source
 from bayesdistill.train import distill
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.targets import TeacherCache, resolve_cache
 
 STUDENTS_DIR = "students"
 COMPOSITE = "composite"
@@ -44,6 +53,13 @@ def uses_teacher(loss: LossConfig) -> bool:
     if loss.terms is None:
         return needs_teacher(loss.name or "")
     return any(loss_kind(t.name) == "feature" or needs_teacher(t.name) for t in loss.terms)
+
+
+def uses_probabilities(loss: LossConfig) -> bool:
+    """Whether ``loss`` reads the teacher's probabilities (not only its features)."""
+    if loss.terms is None:
+        return needs_teacher(loss.name or "")
+    return any(loss_kind(t.name) == "response" and needs_teacher(t.name) for t in loss.terms)
 
 
 def check_student_losses(config: StudentConfig, num_classes: int) -> None:
@@ -85,13 +101,15 @@ def train_student(
     progress: bool,
     targets_cache: Path | None = None,
     held_out: bool | None = None,
+    accel: Acceleration = DEFAULT_ACCELERATION,
 ) -> dict[str, Any]:
     """Train one student and write its summary; returns the summary.
 
     With ``teacher=None`` the student learns from one-hot labels (``onehot_ce``) and
     ``loss`` is ignored. Without augmentation the teacher is queried once on the training
     set (a cross-fitted teacher gives its out-of-fold table); with augmentation on every
-    batch. ``held_out``: whether the teacher was trained without the student's examples
+    batch, or once on stored views (``teacher_cache: views``, cached next to
+    ``targets_cache`` and shared by the students of every loss). ``held_out``: whether the teacher was trained without the student's examples
     (None: unknown). The summary's ``targets`` says which targets the student learnt from:
     ``labels``, ``out_of_fold``, ``held_out``, ``in_sample``, or ``predictions`` (a teacher
     whose training data is unknown).
@@ -106,10 +124,24 @@ def train_student(
     distilled = teacher is not None and loss is not None
     if distilled and not uses_teacher(loss):
         log.warning("student '%s': loss '%s' ignores the teacher", label, loss.key)
-    probs = None
-    if distilled and augment is None:
+    probs, views = None, None
+    cache = resolve_cache(config.teacher_cache, augment)
+    if distilled and uses_probabilities(loss):
         check_teacher_matches(teacher, splits.num_classes, "training data")
-        probs = cached_teacher_probs(teacher, splits.train, targets_cache)[index.to(device)]
+        if cache is TeacherCache.EXACT:
+            probs = cached_teacher_probs(teacher, splits.train, targets_cache)[index.to(device)]
+        elif cache is TeacherCache.VIEWS:
+            views = cached_view_cache(
+                teacher,
+                splits.train,
+                augment,  # type: ignore[arg-type]
+                None if targets_cache is None else targets_cache.with_name(VIEW_CACHE),
+                views=config.cache_views,
+                top_k=config.cache_top_k,
+                seed=derive_seed(seed, STUDENT_VIEW_STREAM),
+                description=json.dumps([a.model_dump(mode="json") for a in config.augment]),
+                accel=accel,
+            ).subset(index)
     network = init_network(config.model, splits, seed, STUDENT_INIT_STREAM, device)
     tic = time.perf_counter()
     result = distill(
@@ -123,10 +155,15 @@ def train_student(
         teacher_probs=probs,
         evaluate=network_evaluator(splits),
         augment=augment,
+        teacher_cache=cache,
+        cache_views=config.cache_views,
+        cache_top_k=config.cache_top_k,
+        view_cache=views,
         run_dir=folder,
         resume=resume,
         progress=progress,
         description=f"seed {seed} student <- {label}",
+        accel=accel,
     )
     loss_name = (loss.name or COMPOSITE) if distilled else "onehot_ce"
     targets = "labels"

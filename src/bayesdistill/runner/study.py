@@ -61,8 +61,10 @@ def run_study(
 ) -> Path:
     """Run (or resume) a study and write its results; returns ``out``."""
     out = Path(out)
-    prepare_output(config, out, resume)
     device = resolve_device(config.device)
+    accel = config.runtime.acceleration()
+    accel.check(device)  # before the run folder is made: a bad option leaves nothing
+    prepare_output(config, out, resume)
     tic = time.perf_counter()
     splits = load_data(config.data)
     check_student_losses(config.student, splits.num_classes)
@@ -95,6 +97,7 @@ def run_study(
                 device,
                 resume=resume,
                 progress=progress,
+                accel=accel,
             )
         for loss in config.student.losses:
             for kind in config.teachers:
@@ -113,6 +116,7 @@ def run_study(
                     progress=progress,
                     targets_cache=folder / TEACHERS_DIR / kind.key / TRAIN_PROBS,
                     held_out=config.teacher.exclude_student_subset,
+                    accel=accel,
                 )
     write_json(out / "timing.json", {"seconds": time.perf_counter() - tic, "resumed": resume})
     write_reports(out)

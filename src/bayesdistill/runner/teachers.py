@@ -20,6 +20,7 @@ import torch
 
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
 from bayesdistill.data import DataSplits
+from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.stream import LabelledData
 from bayesdistill.io import JsonLines, files_exist, load_torch, read_json, save_torch, write_json
 from bayesdistill.losses import onehot_ce
@@ -49,12 +50,16 @@ from bayesdistill.teachers import (
 )
 from bayesdistill.teachers.cross_fit import target_source
 from bayesdistill.train import fit, predict_in_batches
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.views import ViewCache, build_view_cache
 
 NETWORK_DIR = "teacher_network"
 TEACHERS_DIR = "teachers"
 PROBS_FORMAT = "bayesdistill.predictions"
 TARGETS_FORMAT = "bayesdistill.targets"
 TRAIN_PROBS = "train_probs.pt"
+VIEWS_FORMAT = "bayesdistill.view_cache"
+VIEW_CACHE = "train_views.pt"
 CURVE_KEY = "test_accuracy"
 
 
@@ -70,6 +75,35 @@ def cached_teacher_probs(teacher: Teacher, data: LabelledData, cache: Path | Non
     if cache is not None:
         save_torch(cache, {"format": TARGETS_FORMAT, "probs": probs.cpu()})
     return probs
+
+
+def cached_view_cache(
+    teacher: Teacher,
+    data: LabelledData,
+    augment: Augmentation,
+    cache: Path | None,
+    *,
+    views: int,
+    top_k: int | None,
+    seed: int,
+    description: str,
+    accel: Acceleration = DEFAULT_ACCELERATION,
+) -> ViewCache:
+    """The teacher's predictions on ``views`` stored augmented views of each example of
+    ``data`` (`bayesdistill.train.views`), read from / written to ``cache`` if given: every
+    student of a seed distilled from this teacher with this augmentation (one per loss)
+    shares one cache, and so the same views."""
+    key = {"views": views, "top_k": top_k, "seed": seed, "augment": description, "n": len(data)}
+    if cache is not None and files_exist(cache):
+        state = load_torch(cache, what="teacher view cache", expected_format=VIEWS_FORMAT)
+        if state.get("key") == key:
+            return ViewCache.from_state(state["cache"])
+    built = build_view_cache(
+        teacher, data, augment, views=views, seed=seed, top_k=top_k, accel=accel
+    )
+    if cache is not None:
+        save_torch(cache, {"format": VIEWS_FORMAT, "key": key, "cache": built.state()})
+    return built
 
 
 def curve_fluctuation(records: list[dict[str, Any]], key: str = CURVE_KEY) -> float:
@@ -107,6 +141,7 @@ def train_teacher_network(
         resume=resume,
         progress=progress,
         description=f"seed {seed} teacher network",
+        accel=config.runtime.acceleration(),
     )
     save_network(done, result.model)
     write_json(
@@ -158,8 +193,8 @@ def build_teacher(
     seconds = time.perf_counter() - tic
     teacher.save(teacher_file)
     splits = context.splits
-    test_probs = predict_in_batches(teacher, splits.test).cpu()
-    val_probs = predict_in_batches(teacher, splits.val).cpu()
+    test_probs = predict_in_batches(teacher, splits.test, accel=context.accel).cpu()
+    val_probs = predict_in_batches(teacher, splits.val, accel=context.accel).cpu()
     # what students learn from: the teacher's predictions on the training set (cached)
     train = splits.train if student_train is None else student_train
     train_probs = cached_teacher_probs(teacher, train, folder / TRAIN_PROBS).cpu()
@@ -236,6 +271,7 @@ def run_teacher_stage(
         progress=progress,
         evaluate=network_evaluator(splits),
         augment=build_augment(config.teacher.augment),
+        accel=config.runtime.acceleration(),
     )
     plans = {  # the folds (and fold networks) are shared by the kinds with the same K
         k: CrossFitPlan.make(

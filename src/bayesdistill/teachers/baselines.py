@@ -40,6 +40,7 @@ from bayesdistill.losses.response import PROB_FLOOR
 from bayesdistill.models import Classifier
 from bayesdistill.teachers.base import network_from_state, network_state
 from bayesdistill.teachers.deterministic import DeterministicTeacher
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import iterate, num_batches
 from bayesdistill.train.loop import FitResult, fit
 from bayesdistill.train.settings import TrainSettings
@@ -93,6 +94,7 @@ def train_mse_teacher(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    accel: Acceleration = DEFAULT_ACCELERATION,
 ) -> tuple[MSETeacher, FitResult]:
     """Train ``network`` in place with the Brier (or logit MSE) loss; return the teacher."""
     loss = brier_loss if target_space == "softmax" else logit_mse_loss
@@ -107,6 +109,7 @@ def train_mse_teacher(
         run_dir=run_dir,
         resume=resume,
         progress=progress,
+        accel=accel,
         description="mse teacher",
         fingerprint_extra={"loss": target_space},
     )
@@ -200,6 +203,7 @@ def finetune_mcmi(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    accel: Acceleration = DEFAULT_ACCELERATION,
 ) -> tuple[MCMITeacher, FitResult]:
     """Fine-tune a *copy* of ``network`` with CE − λ·CMI; return the teacher.
 
@@ -230,6 +234,7 @@ def finetune_mcmi(
         run_dir=run_dir,
         resume=resume,
         progress=progress,
+        accel=accel,
         description="mcmi teacher",
         fingerprint_extra={"cmi_weight": cmi_weight},
     )

@@ -133,6 +133,7 @@ def _member_context(context: TeacherContext, member: int) -> TeacherContext:
             resume=context.resume,
             progress=context.progress,
             description=f"ensemble member {member}",
+            accel=context.accel,
         )
         return result.model  # type: ignore[return-value]
 

@@ -20,6 +20,7 @@ from bayesdistill.data.synthetic import GaussianMixture
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.registry import Registry
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.settings import TrainSettings
 
 
@@ -42,6 +43,7 @@ class TeacherContext:
             (ensemble members: a member kind that needs no trained network costs none).
         augment: the batch augmentation ``network`` was trained with; teachers that train
             networks (IVON, MFVI, MSE, MCMI, ensemble members) train with it too.
+        accel: speed options (mixed precision, ...) for those trainings.
     """
 
     splits: DataSplits
@@ -55,6 +57,7 @@ class TeacherContext:
     evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None
     train_network: Callable[[], Classifier] | None = None
     augment: Augmentation | None = None
+    accel: Acceleration = DEFAULT_ACCELERATION
 
     def training_options(self) -> dict[str, Any]:
         """The keywords every teacher trainer (``train_ivon``, ``train_mfvi``, ...) takes
@@ -65,6 +68,7 @@ class TeacherContext:
             "run_dir": self.run_dir,
             "resume": self.resume,
             "progress": self.progress,
+            "accel": self.accel,
         }
 
     def need_network(self, kind: str) -> Classifier:

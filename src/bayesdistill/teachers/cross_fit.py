@@ -175,6 +175,7 @@ def fold_context(context: TeacherContext, fold_of: Tensor, fold: int) -> Teacher
             resume=context.resume,
             progress=context.progress,
             description=f"cross-fit network {fold + 1}/{folds}",
+            accel=context.accel,
         )
         trained.append(result.model)  # type: ignore[arg-type]
         return trained[0]

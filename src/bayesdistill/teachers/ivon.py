@@ -26,6 +26,7 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.seeding import generator
 from bayesdistill.teachers.base import NetworkTeacher, network_from_state, network_state
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.loop import FitResult, fit
 from bayesdistill.train.settings import TrainSettings
 
@@ -149,6 +150,7 @@ def train_ivon(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    accel: Acceleration = DEFAULT_ACCELERATION,
 ) -> tuple[IVONTeacher, FitResult]:
     """Train ``network`` with IVON and return the variational teacher and the learning curve.
 
@@ -189,6 +191,7 @@ def train_ivon(
         optimizer=optimizer,
         step=ivon_step,
         progress=progress,
+        accel=accel,
         description="ivon teacher",
         fingerprint_extra={"ess": ess, "hess_init": hess_init, "beta2": beta2, "mc": mc_samples},
     )

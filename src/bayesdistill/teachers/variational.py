@@ -52,6 +52,7 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
 from bayesdistill.seeding import generator
 from bayesdistill.teachers.base import SavableTeacher, network_state
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import num_batches
 from bayesdistill.train.loop import FitResult, fit
 from bayesdistill.train.settings import TrainSettings
@@ -374,6 +375,7 @@ def train_mfvi(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    accel: Acceleration = DEFAULT_ACCELERATION,
 ) -> tuple[MeanFieldTeacher, FitResult]:
     """Train a network converted by `to_mean_field` on the ELBO; return the teacher.
 
@@ -422,6 +424,7 @@ def train_mfvi(
         run_dir=run_dir,
         resume=resume,
         progress=progress,
+        accel=accel,
         description="mfvi teacher",
         fingerprint_extra={
             "estimator": estimator.value,

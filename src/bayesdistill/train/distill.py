@@ -40,6 +40,7 @@ from bayesdistill.train.targets import (
     TeacherCache,
     ViewSource,
     predict_in_batches,
+    resolve_cache,
 )
 from bayesdistill.train.variance_reduction import (
     SVRGCorrection,
@@ -169,26 +170,10 @@ def _cache_mode(
     teacher_probs: Tensor | None,
     view_cache: ViewCache | None,
 ) -> TeacherCache:
-    """The teacher cache to use, checked against the augmentation and given targets."""
-    try:
-        mode = TeacherCache(mode)
-    except ValueError:
-        allowed = ", ".join(m.value for m in TeacherCache)
-        raise ConfigError(f"teacher_cache must be one of {allowed}, got {mode!r}") from None
-    if mode is TeacherCache.AUTO:
-        mode = (
-            TeacherCache.VIEWS
-            if view_cache is not None
-            else (TeacherCache.EXACT if augment is None else TeacherCache.NONE)
-        )
-    if mode is TeacherCache.EXACT and augment is not None:
-        raise ConfigError(
-            "teacher_cache 'exact' caches the teacher's predictions on the clean training "
-            "set, but the student trains with augmentation; use 'views' (stored augmented "
-            "views) or 'none' (ask the teacher on every batch)"
-        )
-    if mode is TeacherCache.VIEWS and augment is None:
-        check_view_options(None, 1, None)
+    """The teacher cache to use (`resolve_cache`), checked against the given targets."""
+    if view_cache is not None and mode in (TeacherCache.AUTO, TeacherCache.AUTO.value):
+        mode = TeacherCache.VIEWS
+    mode = resolve_cache(mode, augment)
     if teacher_probs is not None and mode is not TeacherCache.EXACT:
         raise ConfigError(
             f"teacher_probs are predictions on the clean training set; with teacher_cache "

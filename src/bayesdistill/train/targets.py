@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from bayesdistill.data.stream import LabelledData
+from bayesdistill.errors import ConfigError
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import INFERENCE_BATCH_SIZE, input_batches
 
@@ -38,6 +39,32 @@ class TeacherCache(str, Enum):
     """Predict the (un-augmented) training set once; look predictions up by example id."""
     VIEWS = "views"
     """Predict V augmented views per example once; each step draws one stored view."""
+
+
+def resolve_cache(mode: TeacherCache | str, augment: object | None) -> TeacherCache:
+    """The teacher cache ``mode`` means for a student trained with ``augment`` (or none):
+    ``auto`` becomes ``exact`` without augmentation and ``none`` with it. Raises
+    `ConfigError` for an unknown mode, ``exact`` with augmentation or ``views`` without."""
+    try:
+        mode = TeacherCache(mode)
+    except ValueError:
+        allowed = ", ".join(m.value for m in TeacherCache)
+        raise ConfigError(f"teacher_cache must be one of {allowed}, got {mode!r}") from None
+    if mode is TeacherCache.AUTO:
+        return TeacherCache.EXACT if augment is None else TeacherCache.NONE
+    if mode is TeacherCache.EXACT and augment is not None:
+        raise ConfigError(
+            "teacher_cache 'exact' caches the teacher's predictions on the clean training "
+            "set, but the student trains with augmentation; use 'views' (stored augmented "
+            "views) or 'none' (ask the teacher on every batch)"
+        )
+    if mode is TeacherCache.VIEWS and augment is None:
+        raise ConfigError(
+            "teacher_cache 'views' stores the teacher's predictions on augmented views, but "
+            "the student trains without augmentation; use teacher_cache 'exact' (or 'auto'), "
+            "or give the student an augmentation"
+        )
+    return mode
 
 
 class TargetSource(Protocol):
