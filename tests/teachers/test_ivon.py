@@ -75,3 +75,21 @@ def test_ivon_training_resumes_to_the_same_weights(tiny_splits, tmp_path):
         assert torch.equal(p, q), name
     for name in full.posterior_std:
         assert torch.equal(full.posterior_std[name], resumed.posterior_std[name])
+
+
+def test_weight_sets_are_drawn_once_and_reused(tiny_splits):
+    network = make_mlp(tiny_splits)
+    std = {n: torch.full_like(p, 0.2) for n, p in network.named_parameters()}
+    teacher = IVONTeacher(network, std, num_samples=3, seed=4)
+    calls = []
+    original = teacher.sample_parameters
+    teacher.sample_parameters = lambda s: calls.append(s) or original(s)
+    first = teacher.predict_proba(tiny_splits.test.x)
+    second = teacher.predict_proba(tiny_splits.test.x)
+    assert calls == [0, 1, 2]  # drawn on the first call only
+    assert torch.equal(first, second)
+    expected = sum(
+        torch.softmax(torch.func.functional_call(network, original(s), (tiny_splits.test.x,)), 1)
+        for s in range(3)
+    )
+    torch.testing.assert_close(first, expected / 3, rtol=0, atol=1e-6)

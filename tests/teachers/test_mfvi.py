@@ -246,3 +246,28 @@ def test_layers_it_cannot_convert_are_named():
         MeanFieldLayer(nn.ConvTranspose1d(1, 2, 3), prior_std=1, init_std=1)
     with pytest.raises(ConfigError, match="converted by to_mean_field"):
         MeanFieldTeacher(create_model("mlp", (4,), 3))
+
+
+def test_weight_samples_are_drawn_once_and_give_the_sampling_predictive(tiny_splits):
+    """The teacher keeps its S weight samples: later calls reuse them (no new noise) and
+    give exactly the predictive of drawing sample s from generator (seed, s) each time."""
+    network = to_mean_field(make_mlp(tiny_splits, hidden=(8,)), init_std=0.3)
+    teacher = MeanFieldTeacher(network, num_samples=4, seed=2)
+    x = tiny_splits.test.x
+    first = teacher.predict_proba(x)
+    assert len(teacher._samples) == 4
+    drawn = []
+    original = MeanFieldLayer._noise
+    MeanFieldLayer._noise = lambda self, like: drawn.append(1) or original(self, like)
+    try:
+        again = teacher.predict_proba(x[:7])
+    finally:
+        MeanFieldLayer._noise = original
+    assert drawn == []  # no new weight noise
+    assert torch.equal(again, first[:7])
+    expected = torch.zeros_like(first)
+    with torch.no_grad():
+        for s in range(4):
+            with sampling(network, generator(2, s)):
+                expected += torch.softmax(network(x), 1)
+    torch.testing.assert_close(first, expected / 4, rtol=0, atol=1e-6)

@@ -144,6 +144,10 @@ class MeanFieldLayer(nn.Module):
         self.generator: torch.Generator | None = None
         self.sample: bool | None = None
         """None: sample in training mode, use the means in eval mode."""
+        self.fixed: tuple[Tensor, Tensor | None] | None = None
+        """(weight, bias) to use instead of the posterior, whatever the mode (a stored sample)."""
+        self.record: list[tuple[Tensor, Tensor | None]] | None = None
+        """When a list, every reparameterised weight sample drawn is appended to it."""
 
     def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         if self._conv is None:
@@ -160,6 +164,8 @@ class MeanFieldLayer(nn.Module):
         return bits.to(like.dtype) * 2 - 1
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fixed is not None:
+            return self._op(x, *self.fixed)
         sample = self.training if self.sample is None else self.sample
         if not sample:
             return self._op(x, self.weight_mean, self.bias_mean)
@@ -169,7 +175,10 @@ class MeanFieldLayer(nn.Module):
             d_bias = F.softplus(self.bias_rho) * self._noise(self.bias_mean)  # type: ignore[arg-type]
         if self.estimator is Estimator.REPARAM:
             bias = None if d_bias is None else self.bias_mean + d_bias
-            return self._op(x, self.weight_mean + d_weight, bias)
+            weight = self.weight_mean + d_weight
+            if self.record is not None:
+                self.record.append((weight.detach(), None if bias is None else bias.detach()))
+            return self._op(x, weight, bias)
         mean_out = self._op(x, self.weight_mean, self.bias_mean)
         if self._conv is None:  # features on the last dimension
             middle = (1,) * (x.dim() - 2)
@@ -251,6 +260,43 @@ def sampling(
             m.sample, m.estimator, m.generator = sample, est, g
 
 
+@contextmanager
+def fixed_weights(
+    network: nn.Module, weights: list[tuple[Tensor, Tensor | None]]
+) -> Iterator[None]:
+    """Within the block, mean-field layer i uses ``weights[i]`` (weight, bias)."""
+    layers = mean_field_layers(network)
+    for layer, pair in zip(layers, weights, strict=True):
+        layer.fixed = pair
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.fixed = None
+
+
+@contextmanager
+def recording(network: nn.Module) -> Iterator[list[tuple[Tensor, Tensor | None]]]:
+    """Collect the weight sample each mean-field layer draws in one forward pass (in
+    layer order), e.g. to reuse it with `fixed_weights`."""
+    layers = mean_field_layers(network)
+    drawn: list[tuple[Tensor, Tensor | None]] = []
+    for layer in layers:
+        layer.record = []
+    try:
+        yield drawn
+        for layer in layers:
+            if len(layer.record or []) != 1:
+                raise RuntimeError(
+                    f"a mean-field layer drew {len(layer.record or [])} weight samples in one "
+                    "forward pass; recording needs exactly one per layer"
+                )
+            drawn.append(layer.record[0])  # type: ignore[index]
+    finally:
+        for layer in layers:
+            layer.record = None
+
+
 def kl_weight(
     step: int,
     total_steps: int,
@@ -293,6 +339,8 @@ class MeanFieldTeacher(SavableTeacher):
         self.seed = seed
         self.estimator = Estimator(estimator)
         """The estimator the posterior was trained with (prediction shares weight samples)."""
+        self._samples: list[list[tuple[Tensor, Tensor | None]]] = []
+        """The S weight samples (per mean-field layer), drawn once (S copies of the weights)."""
 
     @property
     def device(self) -> torch.device:
@@ -300,14 +348,28 @@ class MeanFieldTeacher(SavableTeacher):
 
     def to(self, device: torch.device | str) -> MeanFieldTeacher:
         self.network.to(device)
+        self._samples = [
+            [(w.to(device), None if b is None else b.to(device)) for w, b in sample]
+            for sample in self._samples
+        ]
         return self
 
     def _predict(self, x: Tensor) -> Tensor:
+        """Mean softmax over the S weight samples: drawn on the first call (sample s from
+        generator (seed, s)), kept, and reused by every later call."""
         self.network.eval()
         total = torch.zeros(len(x), self.num_classes, device=x.device)
         for s in range(self.num_samples):
-            with sampling(self.network, generator(self.seed, s, device=x.device)):
+            if s < len(self._samples):
+                with fixed_weights(self.network, self._samples[s]):
+                    total += torch.softmax(self.network(x), dim=1)
+                continue
+            with (
+                sampling(self.network, generator(self.seed, s, device=x.device)),
+                recording(self.network) as drawn,
+            ):
                 total += torch.softmax(self.network(x), dim=1)
+            self._samples.append(drawn)
         return total / self.num_samples
 
     def payload(self) -> dict[str, Any]:
