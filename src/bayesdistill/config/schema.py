@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from bayesdistill.data import AUGMENTATIONS, DATASETS, Standardization
+from bayesdistill.data import AUGMENTATIONS, DATASETS, LoaderOptions, Standardization
 from bayesdistill.losses import LOSSES, loss_kind
 from bayesdistill.models import MODELS
 from bayesdistill.registry import Registry
@@ -391,6 +391,9 @@ class RuntimeConfig(_Strict):
     sync_batchnorm: bool = False
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = True
+
+    def loader_options(self) -> LoaderOptions:
+        return LoaderOptions(num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def acceleration(self) -> Acceleration:
         return Acceleration(

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # stream.py builds on this module
+    from bayesdistill.data.stream import StreamData
 
 BCP_SUM_TOLERANCE = 1e-4
 
@@ -279,12 +282,13 @@ class RawDataset:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Standardised train / validation / test sets of one dataset."""
+    """Standardised train / validation / test sets of one dataset: in-memory `ArrayData`,
+    or `StreamData` for a dataset read from disk batch by batch."""
 
     name: str
-    train: ArrayData
-    val: ArrayData
-    test: ArrayData
+    train: ArrayData | StreamData
+    val: ArrayData | StreamData
+    test: ArrayData | StreamData
     standardizer: Standardizer
     bayes_posterior: Callable[[Tensor], Tensor] | None = None
     bayes_state: dict[str, Any] = field(default_factory=dict)
@@ -301,5 +305,5 @@ class DataSplits:
     def has_bcp(self) -> bool:
         return self.train.bcp is not None
 
-    def with_train(self, train: ArrayData) -> DataSplits:
+    def with_train(self, train: ArrayData | StreamData) -> DataSplits:
         return replace(self, train=train)

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from bayesdistill.config.schema import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
 from bayesdistill.data import AUGMENTATIONS, DATASETS, DataSplits, make_splits
 from bayesdistill.data.augment import Augmentation, Compose
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.stream import LabelledData, LoaderOptions
+from bayesdistill.data.streamed import RawStream, make_stream_splits
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import load_torch, save_torch
 from bayesdistill.metrics import classification_metrics
@@ -65,9 +66,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_data(config: DataConfig) -> DataSplits:
-    """Generate or read the dataset and split it as configured."""
+def load_data(config: DataConfig, loader: LoaderOptions | None = None) -> DataSplits:
+    """Generate or read the dataset and split it as configured. A streamed dataset
+    (``image_folder``, ``arrays_on_disk``) gives `StreamData` splits read with ``loader``."""
     raw = DATASETS.build(config.name, **config.options)
+    if isinstance(raw, RawStream):
+        return make_stream_splits(
+            raw,
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+            seed=config.split_seed,
+            standardize=config.standardize,
+            loader=loader,
+        )
     return make_splits(
         raw,
         val_fraction=config.val_fraction,

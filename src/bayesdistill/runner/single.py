@@ -30,7 +30,7 @@ def run_teachers(
     config.runtime.acceleration().check(device)
     prepare_output(config, out, resume)
     seed = config.seeds[0] if seed is None else seed
-    splits = load_data(config.data)
+    splits = load_data(config.data, config.runtime.loader_options())
     teachers = run_teacher_stage(
         config, splits, seed, out, device, resume=resume, progress=progress
     )
@@ -59,7 +59,7 @@ def run_distill(
     if teacher is not None:
         loaded = load_teacher(teacher, device)
         log.info("distilling from %s teacher '%s'", loaded.kind, teacher)
-    splits = load_data(config.data)
+    splits = load_data(config.data, config.runtime.loader_options())
     check_student_losses(config.student, splits.num_classes)
     if loaded is None:
         return [

@@ -66,7 +66,7 @@ def run_study(
     accel.check(device)  # before the run folder is made: a bad option leaves nothing
     prepare_output(config, out, resume)
     tic = time.perf_counter()
-    splits = load_data(config.data)
+    splits = load_data(config.data, config.runtime.loader_options())
     check_student_losses(config.student, splits.num_classes)
     write_json(out / "data.json", experiment_summary(config, splits))
     log.info(
