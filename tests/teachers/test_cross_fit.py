@@ -58,6 +58,16 @@ def build_lookup(context: TeacherContext) -> LookupTeacher:
     return LookupTeacher(train.x.clone(), train.y.clone(), train.num_classes)
 
 
+@pytest.fixture
+def lookup_kind(monkeypatch):
+    """The lookup teacher registered as kind 'test_lookup' for one test: a saved teacher
+    reloads through its kind's registry entry (tag ``saves``), as a user's own kind would."""
+    monkeypatch.setattr(TEACHERS, "_entries", dict(TEACHERS._entries))
+    TEACHERS.register(
+        "test_lookup", saves=LookupTeacher, needs_network=False, learns_from_data=True
+    )(build_lookup)
+
+
 def make_mlp(splits, seed: int = 0):
     with seeded(seed):
         return create_model(
@@ -170,7 +180,7 @@ def test_a_memorising_teacher_gives_uniform_out_of_fold_targets(context, tiny_sp
     )
 
 
-def test_save_reload_keeps_the_out_of_fold_table(context, tiny_splits, tmp_path):
+def test_save_reload_keeps_the_out_of_fold_table(context, tiny_splits, tmp_path, lookup_kind):
     teacher = cross_fit(build_lookup, context, folds=3, predictor="full")
     teacher.save(tmp_path / "t.pt")
     again = load_teacher(tmp_path / "t.pt")

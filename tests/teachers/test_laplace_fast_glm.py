@@ -10,8 +10,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bayesdistill.teachers import fit_laplace
-from bayesdistill.teachers import laplace as laplace_module
-from bayesdistill.teachers.laplace import LaplaceTeacher, kron_glm_moments, kron_glm_predictive
+from bayesdistill.teachers import laplace_kron as kron_module
+from bayesdistill.teachers.laplace import LaplaceTeacher
+from bayesdistill.teachers.laplace_kron import kron_glm_moments, kron_glm_predictive
 
 LINKS = ["probit", "bridge", "bridge_norm", "mc"]
 IN_DIM, FEATURES = 5, 7
@@ -151,7 +152,7 @@ def test_links_match_laplace_torch_on_arbitrary_moments(link, monkeypatch):
     def moments(la_, x_, *, diagonal=False):
         return f_mu.clone(), f_var.diagonal(dim1=1, dim2=2).clone() if diagonal else f_var.clone()
 
-    monkeypatch.setattr(laplace_module, "kron_glm_moments", moments)
+    monkeypatch.setattr(kron_module, "kron_glm_moments", moments)
     monkeypatch.setattr(
         la, "_glm_predictive_distribution", lambda x_, joint=False: (f_mu.clone(), f_var.clone())
     )
@@ -244,13 +245,13 @@ def test_teacher_uses_the_fast_path_and_matches_laplace_torch(
 
 def test_teacher_keeps_other_configurations_on_laplace_torch(trained_mlp, tiny_splits, monkeypatch):
     calls = []
-    original = laplace_module.kron_glm_predictive
+    original = kron_module.kron_glm_predictive
 
     def spy(*args, **kwargs):
         calls.append(args)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(laplace_module, "kron_glm_predictive", spy)
+    monkeypatch.setattr(kron_module, "kron_glm_predictive", spy)
     x = tiny_splits.test.x
     for structure in ["diag", "full"]:
         teacher = fit_laplace(

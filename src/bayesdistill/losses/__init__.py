@@ -7,7 +7,11 @@ scalar``; its keyword-only parameters are its hyper-parameters. Registry tags:
 - ``runtime``: keyword-only inputs the training loop supplies, not options. ``"epoch"``
   is the fractional number of epochs since the start of training; a loss that warms up
   defaults it to ``math.inf`` (warm-up done), so it can also be called without it;
-- ``binary``: the loss is defined for 2-class tasks only (logits of shape ``(B, 2)``).
+- ``binary``: the loss is defined for 2-class tasks only (logits of shape ``(B, 2)``);
+- ``objective``: the loss is trained through an objective of its own, named here and
+  built by the training layer around the loss function (``"svrg"``: `self_distill_vr`
+  adds the teacher's full gradient, `bayesdistill.train.variance_reduction`); such a loss
+  is a whole objective, not a term of a weighted sum.
 
 Feature losses (KD²M's distribution distances on penultimate features) live in a second
 registry, `FEATURE_LOSSES`: ``distance(student_features (B, D), teacher_features (B, D),
@@ -76,7 +80,7 @@ LOSSES.register(
     "self_distill_vr",
     needs_teacher=True,
     runtime=("epoch",),
-    svrg=True,
+    objective="svrg",
     summary="Variance-reduced self-distillation: self_distill + λ·∇f(θ_T), SVRG (Safaryan et al.).",
 )(self_distill)
 LOSSES.register("weighted_negatives", needs_teacher=True)(weighted_negatives)

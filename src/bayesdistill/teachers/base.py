@@ -1,55 +1,40 @@
-"""The one teacher protocol, and how teachers are saved and reloaded.
+"""Saving and device plumbing shared by bayesdistill's teachers.
 
 A teacher is anything with ``num_classes`` and ``predict_proba(x) -> (B, C)``
-probabilities (rows summing to one), computed without gradients. Every teacher kind of
-bayesdistill is a thin adapter around a network or a known distribution; each can write
-itself to a single file (weights plus everything needed to rebuild it) that reloads to a
-teacher giving the same probabilities.
+probabilities (rows summing to one), computed without gradients: the `Teacher` protocol,
+defined by its consumer `bayesdistill.train.protocol` and re-exported here. Every teacher
+kind of bayesdistill is a thin adapter around a network or a known distribution; each can
+write itself to a single file (weights plus everything needed to rebuild it) that reloads
+(`bayesdistill.teachers.files.load_teacher`) to a teacher giving the same probabilities.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from bayesdistill.errors import CheckpointError, DataError
-from bayesdistill.io import load_torch, save_torch
+from bayesdistill.io import save_torch
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
+from bayesdistill.train.protocol import Teacher, check_teacher_matches
 
 TEACHER_FORMAT = "bayesdistill.teacher"
 TEACHER_VERSION = 1
 
 
-@runtime_checkable
-class Teacher(Protocol):
-    """Anything that gives class probabilities for a batch of inputs."""
-
-    num_classes: int
-
-    def predict_proba(self, x: Tensor) -> Tensor:
-        """Class probabilities ``(B, C)`` for inputs ``(B, ...)``; rows sum to one."""
-        ...
-
-
 class SavableTeacher:
     """Base of bayesdistill's teachers: saving, device moves, input checks.
 
-    Subclasses set ``kind``, implement `_predict` (called under ``torch.no_grad()``),
-    `payload` (tensors and plain values only) and `from_payload`.
+    Subclasses set ``kind`` (the name of their entry in `TEACHERS`, whose ``saves`` tag
+    names the class, or the name of a wrapper in `bayesdistill.teachers.files`), implement
+    `_predict` (called under ``torch.no_grad()``), `payload` (tensors and plain values only)
+    and `from_payload`.
     """
 
     kind: ClassVar[str]
     num_classes: int
-
-    _TYPES: ClassVar[dict[str, type[SavableTeacher]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "kind" in cls.__dict__:
-            SavableTeacher._TYPES[cls.kind] = cls
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor) -> Tensor:
@@ -78,7 +63,7 @@ class SavableTeacher:
         return {"kind": self.kind}
 
     def save(self, path: str | Path) -> None:
-        """Write the teacher to ``path`` atomically (see `load_teacher`)."""
+        """Write the teacher to ``path`` atomically (`load_teacher` reads it back)."""
         save_torch(
             path,
             {
@@ -88,39 +73,6 @@ class SavableTeacher:
                 "num_classes": self.num_classes,
                 "payload": self.payload(),
             },
-        )
-
-
-def load_teacher(path: str | Path, device: torch.device | str = "cpu") -> SavableTeacher:
-    """Reload a teacher written by ``teacher.save(path)``; no code is executed.
-
-    Raises `FileNotFoundError` for a missing file and `CheckpointError` for a truncated,
-    corrupt or foreign one.
-    """
-    state = load_torch(path, what="teacher", expected_format=TEACHER_FORMAT)
-    kind = state.get("kind")
-    if kind not in SavableTeacher._TYPES:
-        raise CheckpointError(
-            f"teacher file '{path}' has unknown kind {kind!r}; known kinds: "
-            f"{', '.join(sorted(SavableTeacher._TYPES))}"
-        )
-    try:
-        teacher = SavableTeacher._TYPES[kind].from_payload(state["payload"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(
-            f"teacher file '{path}' (kind '{kind}') is incomplete or inconsistent: {exc}"
-        ) from exc
-    return teacher.to(device)
-
-
-def check_teacher_matches(teacher: Teacher, num_classes: int, where: str = "data") -> None:
-    """Raise `DataError` when the teacher's class count differs from the data's."""
-    if teacher.num_classes != num_classes:
-        raise DataError(
-            f"the teacher predicts {teacher.num_classes} classes but the {where} has "
-            f"{num_classes}; distil with a teacher trained on the same label set"
         )
 
 
@@ -160,3 +112,15 @@ class NetworkTeacher(SavableTeacher):
     def logits(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             return self.network.eval()(x.to(self.device))
+
+
+__all__ = [
+    "TEACHER_FORMAT",
+    "TEACHER_VERSION",
+    "NetworkTeacher",
+    "SavableTeacher",
+    "Teacher",
+    "check_teacher_matches",
+    "network_from_state",
+    "network_state",
+]

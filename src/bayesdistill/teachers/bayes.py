@@ -29,6 +29,7 @@ from bayesdistill.data.base import Standardizer
 from bayesdistill.data.synthetic import GaussianMixture
 from bayesdistill.errors import ConfigError
 from bayesdistill.teachers.base import SavableTeacher
+from bayesdistill.teachers.context import TEACHERS, TeacherContext
 
 DIRICHLET_FLOOR = 1e-12
 
@@ -133,6 +134,30 @@ class NoisyBayesTeacher(ExactBayesTeacher):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "noise": self.noise.value, "level": self.level}
+
+
+@TEACHERS.register(
+    "exact_bcp", saves=ExactBayesTeacher, needs_network=False, learns_from_data=False
+)
+def build_exact_bcp(context: TeacherContext) -> ExactBayesTeacher:
+    """The exact Bayes class probabilities p*(y|x) (synthetic data only)."""
+    return ExactBayesTeacher(context.need_mixture("exact_bcp"), context.splits.standardizer)
+
+
+@TEACHERS.register(
+    "noisy_bcp", saves=NoisyBayesTeacher, needs_network=False, learns_from_data=False
+)
+def build_noisy_bcp(
+    context: TeacherContext, *, noise: NoiseKind = NoiseKind.DIRICHLET, level: float = 5.0
+) -> NoisyBayesTeacher:
+    """p* with per-example Dirichlet(a·p*) (level = a) or additive N(0, ν) noise (level = ν)."""
+    return NoisyBayesTeacher(
+        context.need_mixture("noisy_bcp"),
+        context.splits.standardizer,
+        noise=noise,
+        level=level,
+        seed=context.seed,
+    )
 
 
 def _row_key(row: np.ndarray) -> int:

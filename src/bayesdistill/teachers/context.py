@@ -2,13 +2,14 @@
 
 `TEACHERS` registers *builders*: ``builder(context, **options) -> Teacher``. The context
 holds what a builder may use (the trained network, the data, a seed); the keyword-only
-options are what a config sets.
+options are what a config sets. Each teacher kind registers its builder, with its tags,
+in the kind's own module (``teachers/<kind>.py``), next to its class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.registry import Registry
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
-from bayesdistill.train.settings import TrainSettings
+from bayesdistill.train.settings import OptimizerName, TrainSettings
 
 
 @dataclass
@@ -71,6 +72,33 @@ class TeacherContext:
             "accel": self.accel,
         }
 
+    def settings_with(
+        self,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        optimizer: OptimizerName | None = None,
+        weight_decay: float | None = None,
+    ) -> TrainSettings:
+        """The teacher network's training settings with the given overrides (None keeps
+        one); fewer epochs also drop the LR milestones past the end and a warm-up as long as
+        the run."""
+        base = self.train_settings or TrainSettings()
+        changes: dict[str, Any] = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": optimizer,
+            "weight_decay": weight_decay,
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if "epochs" in changes and base.milestones:
+            changes["milestones"] = tuple(m for m in base.milestones if m <= changes["epochs"])
+        if "epochs" in changes and base.warmup_epochs >= changes["epochs"]:
+            changes["warmup_epochs"] = 0.0
+        return replace(base, **changes)
+
     def need_network(self, kind: str) -> Classifier:
         if self.network is None and self.train_network is not None:
             self.network = self.train_network()
@@ -96,8 +124,38 @@ class TeacherContext:
 
 
 TEACHERS: Registry = Registry("teacher")
+"""Teacher kinds by name. Every entry is registered in its kind's module with these tags:
+
+- ``saves``: the `SavableTeacher` class the builder returns; its ``kind`` is the entry's
+  name, and `bayesdistill.teachers.files.load_teacher` finds the class of a saved file here;
+- ``needs_network``: the builder uses the trained teacher network
+  (`TeacherContext.need_network`), so a study trains one for it;
+- ``learns_from_data``: the teacher is fitted to the training set (so cross-fitting it
+  changes its training targets).
+
+A tag is a bool, or a function of the entry's options (defaults filled in) where the
+answer depends on them (``mfvi`` with ``init: scratch`` needs no trained network).
+"""
+
+TagValue = bool | Callable[[Mapping[str, Any]], bool]
 
 
-def needs_network(name: str) -> bool:
-    """Whether teacher ``name`` is built from a trained network."""
-    return bool(TEACHERS.entry(name).tags.get("needs_network", True))
+def tag(name: str, key: str, options: Mapping[str, Any] | None = None) -> bool:
+    """Tag ``key`` of teacher ``name`` for ``options`` (missing options take their
+    defaults); `UnknownNameError` lists the valid names."""
+    entry = TEACHERS.entry(name)
+    value: TagValue = entry.tags[key]
+    if callable(value):
+        defaults = {o.name: o.default for o in entry.options if not o.required}
+        return bool(value(defaults | dict(options or {})))
+    return bool(value)
+
+
+def needs_network(name: str, options: Mapping[str, Any] | None = None) -> bool:
+    """Whether teacher ``name`` (with ``options``) is built from the trained network."""
+    return tag(name, "needs_network", options)
+
+
+def learns_from_data(name: str, options: Mapping[str, Any] | None = None) -> bool:
+    """Whether teacher ``name`` (with ``options``) is fitted to the training set."""
+    return tag(name, "learns_from_data", options)

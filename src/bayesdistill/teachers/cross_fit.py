@@ -41,12 +41,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.data.stream import LabelledData
-from bayesdistill.errors import CheckpointError, ConfigError, DataError
+from bayesdistill.errors import ConfigError, DataError
 from bayesdistill.losses.response import temper_probs
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
 from bayesdistill.seeding import derive_seed, generator, seeded
 from bayesdistill.teachers.base import SavableTeacher, Teacher
-from bayesdistill.teachers.context import TEACHERS, TeacherContext, needs_network
+from bayesdistill.teachers.context import TEACHERS, TeacherContext, learns_from_data
+from bayesdistill.teachers.files import teacher_from_payload
 from bayesdistill.teachers.tempered import TemperedTeacher
 from bayesdistill.train.loop import fit
 from bayesdistill.train.settings import TrainSettings
@@ -284,10 +285,11 @@ def _resolve(
     if not isinstance(kind, str):
         return getattr(kind, "__name__", type(kind).__name__), kind, dict(options)
     validated = TEACHERS.validate_options(kind, dict(options))  # unknown names list the valid
-    if not needs_network(kind):
+    if not learns_from_data(kind, validated):
+        fitted = ", ".join(name for name in TEACHERS if learns_from_data(name))
         raise ConfigError(
             f"teacher '{kind}' learns nothing from the training set, so cross-fitting it "
-            "changes nothing; cross-fit a teacher kind built from a trained network"
+            f"changes nothing; cross-fit a kind fitted to the training set ({fitted})"
         )
     return kind, TEACHERS.get(kind), validated
 
@@ -461,10 +463,7 @@ def _entry(teacher: SavableTeacher) -> dict[str, Any]:
 
 
 def _from_entry(entry: dict[str, Any], what: str) -> SavableTeacher:
-    kind = entry["kind"]
-    if kind not in SavableTeacher._TYPES:
-        raise CheckpointError(f"cross-fitted teacher: {what} has an unknown kind {kind!r}")
-    return SavableTeacher._TYPES[kind].from_payload(entry["payload"])
+    return teacher_from_payload(entry["kind"], entry["payload"], f"cross-fitted teacher: {what}")
 
 
 def cross_fitted_part(teacher: Teacher) -> tuple[CrossFittedTeacher, float] | None:

@@ -4,19 +4,35 @@ p(y|x) = (1/M) Σ_m p_m(y|x), where each member is any teacher. Members trained 
 different random initialisations (and batch orders) give a deep ensemble; members that are
 themselves Bayesian (Laplace, VI, MC dropout) give an ensemble of posteriors, e.g. a
 "multi-SWAG"-style mixture of Laplace approximations (Wilson & Izmailov, NeurIPS 2020).
-The class only averages; how members are trained is the builder's business.
+The class only averages; how members are trained is the builder's business (`build_ensemble`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from bayesdistill.errors import CheckpointError, ConfigError
+from bayesdistill.errors import ConfigError
+from bayesdistill.models import Classifier, ModelSpec, build_from_spec
+from bayesdistill.seeding import derive_seed, seeded
 from bayesdistill.teachers.base import SavableTeacher, Teacher
+from bayesdistill.teachers.context import (
+    TEACHERS,
+    TeacherContext,
+    learns_from_data,
+    needs_network,
+)
+from bayesdistill.teachers.files import teacher_from_payload
+from bayesdistill.train.loop import fit
+from bayesdistill.train.settings import TrainSettings
+
+ENSEMBLE_STREAM = 11
+"""Seed stream of ensemble members: member m ≥ 1 uses derive_seed(seed, 11, m)."""
 
 
 class EnsembleTeacher(SavableTeacher):
@@ -69,13 +85,12 @@ class EnsembleTeacher(SavableTeacher):
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> EnsembleTeacher:
-        members = []
-        for i, member in enumerate(payload["members"]):
-            kind = member["kind"]
-            if kind not in SavableTeacher._TYPES:
-                raise CheckpointError(f"ensemble member {i} has an unknown kind {kind!r}")
-            members.append(SavableTeacher._TYPES[kind].from_payload(member["payload"]))
-        return cls(members)
+        return cls(
+            [
+                teacher_from_payload(member["kind"], member["payload"], f"ensemble member {i}")
+                for i, member in enumerate(payload["members"])
+            ]
+        )
 
     def describe(self) -> dict[str, Any]:
         members = [
@@ -83,3 +98,96 @@ class EnsembleTeacher(SavableTeacher):
             for m in self.members
         ]
         return {"kind": self.kind, "num_members": len(self.members), "members": members}
+
+
+def _member_factory(context: TeacherContext, member: int) -> Classifier:
+    """A fresh network of the teacher's architecture with member ``member``'s own init."""
+    template = (
+        context.network if context.network is not None else context.need_init_network("ensemble")
+    )
+    spec = getattr(template, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise ConfigError(
+            "ensemble members are built from the teacher network's ModelSpec; use a network "
+            "made by bayesdistill.models.create_model"
+        )
+    device = next(template.parameters()).device
+    with seeded(derive_seed(context.seed, ENSEMBLE_STREAM, member)):
+        network = build_from_spec(spec)
+    return network.to(device)
+
+
+def _member_context(context: TeacherContext, member: int) -> TeacherContext:
+    """Member 0 is the study's own network; member m ≥ 1 gets its own init, seed and run."""
+    run_dir = None if context.run_dir is None else context.run_dir / f"member_{member}"
+    if member == 0:
+        return replace(context, run_dir=run_dir)
+    seed = derive_seed(context.seed, ENSEMBLE_STREAM, member)
+    settings = context.train_settings or TrainSettings()
+
+    def init_network() -> Classifier:
+        return _member_factory(context, member)
+
+    def train_network() -> Classifier:
+        result = fit(
+            init_network(),
+            context.splits.train,
+            loss_fn=lambda logits, _teacher, y: F.cross_entropy(logits, y),
+            settings=settings,
+            seed=seed,
+            evaluate=context.evaluate,
+            augment=context.augment,
+            run_dir=None if run_dir is None else run_dir / "network",
+            resume=context.resume,
+            progress=context.progress,
+            description=f"ensemble member {member}",
+            accel=context.accel,
+        )
+        return result.model  # type: ignore[return-value]
+
+    return replace(
+        context,
+        seed=seed,
+        network=None,
+        init_network=init_network,
+        train_network=train_network,
+        run_dir=run_dir,
+    )
+
+
+def _members_need_network(options: Mapping[str, Any]) -> bool:
+    """Member 0 is built from the study's network when the member kind is."""
+    return needs_network(options["member_kind"], options["member_options"])
+
+
+def _members_learn(options: Mapping[str, Any]) -> bool:
+    return learns_from_data(options["member_kind"], options["member_options"])
+
+
+@TEACHERS.register(
+    "ensemble",
+    saves=EnsembleTeacher,
+    needs_network=_members_need_network,
+    learns_from_data=_members_learn,
+)
+def build_ensemble(
+    context: TeacherContext,
+    *,
+    members: int = 5,
+    member_kind: str = "deterministic",
+    member_options: dict[str, Any] | None = None,
+) -> EnsembleTeacher:
+    """Deep ensemble (Lakshminarayanan et al. 2017): mean of M teachers of one kind.
+
+    Member 0 is built from the study's network; members 1..M−1 from networks trained
+    from their own initialisation and batch order (seed derived from the run's seed), only
+    if the member kind needs a trained network. Each member is a ``member_kind`` teacher
+    built with ``member_options`` (e.g. ``{num_samples: 10}`` for sampling kinds).
+    """
+    if members < 1:
+        raise ConfigError(f"members must be >= 1, got {members}")
+    options = TEACHERS.validate_options(member_kind, dict(member_options or {}))
+    built: list[SavableTeacher] = []
+    for m in range(members):
+        built.append(TEACHERS.get(member_kind)(_member_context(context, m), **options))
+    return EnsembleTeacher(built)

@@ -27,6 +27,7 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.seeding import generator
 from bayesdistill.teachers.base import NetworkTeacher, network_from_state, network_state
+from bayesdistill.teachers.context import TEACHERS, TeacherContext
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.loop import FitResult, fit
 from bayesdistill.train.settings import TrainSettings
@@ -209,3 +210,48 @@ def train_ivon(
         network, ivon_posterior_std(optimizer, network), num_samples=num_samples, seed=seed
     )
     return teacher, result
+
+
+@TEACHERS.register("ivon", saves=IVONTeacher, needs_network=False, learns_from_data=True)
+def build_ivon(
+    context: TeacherContext,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float = 0.1,
+    beta1: float = 0.9,
+    beta2: float = 0.99999,
+    weight_decay: float = 1e-4,
+    hess_init: float = 0.1,
+    ess: float | None = None,
+    mc_samples: int = 1,
+    num_samples: int = 10,
+) -> IVONTeacher:
+    """Variational (mean-field Gaussian) network trained from the same init with IVON.
+
+    It trains its own network from the teacher network's initial weights
+    (``context.init_network``), not the trained one.
+    """
+    base = context.train_settings or TrainSettings()
+    settings = replace(
+        base,
+        epochs=epochs or base.epochs,
+        batch_size=batch_size or base.batch_size,
+        lr=lr,
+        momentum=beta1,
+        weight_decay=weight_decay,
+        nesterov=False,
+    )
+    teacher, _ = train_ivon(
+        context.need_init_network("ivon"),
+        context.splits.train,
+        settings=settings,
+        seed=context.seed,
+        ess=ess,
+        hess_init=hess_init,
+        beta2=beta2,
+        mc_samples=mc_samples,
+        num_samples=num_samples,
+        **context.training_options(),
+    )
+    return teacher

@@ -6,40 +6,17 @@ Kronecker-factored GGN), choose the prior precision (marginal likelihood, or gri
 validation NLL), and predict with the linearised (GLM) predictive and the probit
 approximation of the softmax by default. This is the Laplace teacher of Morad et al. (2026).
 
-Fast GLM predictive for the last-layer K-FAC posterior (`kron_glm_moments`,
-`kron_glm_predictive`). laplace-torch 0.3 computes the GLM predictive of a last-layer
-Kronecker-factored posterior by materialising the Jacobians ``(B, C, C·D + C)`` with respect
-to the head's weight and bias and pushing them through ``KronDecomposed.inv_square_form``:
-for a ResNet50 head on CIFAR-100 (D = 2048 features, C = 100 classes) that took 100 s for
-*one* batch of 64 on CPU, and students query the teacher on every augmented batch. The
-head's Jacobian is structured, J(x) = [I_C ⊗ φ(x)ᵀ, I_C], and laplace-torch's posterior
-precision for it is block-diagonal, one Kronecker block (Q_out ⊗ Q_in) diag(λ_out ⊗ λ_in + δ_w)
-(Q_out ⊗ Q_in)ᵀ for the weight (output-gradient factor first, input factor second, the
-weight flattened row-major) and one dense block Q_b diag(λ_b + δ_b) Q_bᵀ for the bias; the
-likelihood factor 1/(σ²·temperature) is already in the eigenvalues and the (scalar or
-per-layer) prior precision is δ. Hence, with ψ = Q_inᵀ φ(x),
-
-    Σ_f(x)[c, c'] = Σ_a Q_out[c, a] Q_out[c', a] Σ_j ψ_j² / (λ_out,a λ_in,j + δ_w)
-                    + (Q_b diag(1 / (λ_b + δ_b)) Q_bᵀ)[c, c'],
-
-which costs O(B·D² + B·C·D + B·C³) (O(B·C²) for the diagonal the probit link needs) and no
-Jacobian at all. It reads laplace-torch's own fitted ``posterior_precision`` (eigenvectors,
-eigenvalues, deltas, damping) and applies the links with laplace-torch's formulas (``mc``
-calls its own sampler), so it is the same predictive up to float rounding; the tests check
-it against laplace-torch's ``_glm_predictive_distribution`` and ``la(x, pred_type='glm')``.
-Any posterior it does not recognise (another structure or subset, a head that is not an
-``nn.Linear``, enable_backprop, a non-classification likelihood, factors of unexpected
-shape) goes through laplace-torch's generic path.
+The default configuration (GLM predictive of a last-layer K-FAC posterior) is computed
+without Jacobians by `bayesdistill.teachers.laplace_kron`, which reads laplace-torch's
+internals; every other configuration uses laplace-torch's public predictive.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import warnings
 from collections.abc import Iterator
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +25,10 @@ from torch.utils.data import DataLoader
 from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import CheckpointError, ConfigError
 from bayesdistill.models import Classifier
+from bayesdistill.teachers import laplace_kron
 from bayesdistill.teachers.base import NetworkTeacher, network_from_state, network_state
+from bayesdistill.teachers.context import TEACHERS, TeacherContext
+from bayesdistill.teachers.laplace_kron import quiet
 from bayesdistill.train.batches import data_loader
 
 LAST_LAYER_NAME = "head"
@@ -151,7 +131,7 @@ class LaplaceTeacher(NetworkTeacher):
         # its `generator` argument), so seed that generator in a forked state for each call:
         # the 'nn' predictive then uses the same S weight samples on every call and batch.
         devices = [x.device.index or 0] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), _quiet():
+        with torch.random.fork_rng(devices=devices), quiet():
             torch.manual_seed(self.seed)
             probs = None
             if (
@@ -160,7 +140,9 @@ class LaplaceTeacher(NetworkTeacher):
                 and self.hessian_structure is HessianStructure.KRON
             ):
                 # exact, Jacobian-free; None where the posterior is not the one it handles
-                probs = kron_glm_predictive(self.laplace, x, self.link_approx.value, self.n_samples)
+                probs = laplace_kron.kron_glm_predictive(
+                    self.laplace, x, self.link_approx.value, self.n_samples
+                )
             if probs is None:
                 with torch.enable_grad():
                     # the generic GLM predictive differentiates the network for its Jacobians
@@ -267,7 +249,7 @@ def fit_laplace(
     device = next(network.parameters()).device
     _check_supported(network, subset_of_weights, hessian_structure)
     la = _make_laplace(network, subset_of_weights, hessian_structure)
-    with _quiet(), _translate_laplace_errors(network, subset_of_weights, hessian_structure):
+    with quiet(), _translate_laplace_errors(network, subset_of_weights, hessian_structure):
         la.fit(_loader(train, device))
         if isinstance(prior_precision, (int, float)) and not isinstance(prior_precision, bool):
             if prior_precision <= 0:
@@ -308,161 +290,40 @@ def fit_laplace(
     )
 
 
-class _KronHead:
-    """laplace-torch's last-layer K-FAC posterior covariance in its eigenbases.
-
-    The covariance of the head's weight (row-major ``(C, D)``) is
-    ``(q_out ⊗ q_in) diag(inv_eig.flatten()) (q_out ⊗ q_in)ᵀ``; ``bias_cov`` is the bias's
-    ``(C, C)`` covariance, or None for a head without bias.
-    """
-
-    def __init__(
-        self, q_out: Tensor, q_in: Tensor, inv_eig: Tensor, bias_cov: Tensor | None
-    ) -> None:
-        self.q_out, self.q_in, self.inv_eig, self.bias_cov = q_out, q_in, inv_eig, bias_cov
-
-
-def _kron_head(la: Any) -> _KronHead | None:
-    """The posterior of ``la`` in Kronecker form, or None where it is not laplace-torch's
-    last-layer K-FAC posterior of an ``nn.Linear`` head in the layout read below."""
-    with _quiet():
-        from laplace.lllaplace import KronLLLaplace
-        from laplace.utils.enums import Likelihood
-        from laplace.utils.matrix import KronDecomposed
-
-    if not isinstance(la, KronLLLaplace) or la.enable_backprop:
-        return None
-    if la.likelihood != Likelihood.CLASSIFICATION:
-        return None
-    head = la.model.last_layer
-    if not isinstance(head, nn.Linear) or getattr(la, "H_facs", None) is None:
-        return None  # unfitted: laplace-torch's own path reports it
-    if not isinstance(la.H, KronDecomposed):
-        return None
-    prior = la.prior_precision
-    if prior.ndim != 1 or len(prior) not in (1, la.n_layers):
-        return None  # (laplace-torch allows only scalar or per-layer priors on K-FAC)
-    # H·(1/(σ²·temperature)) + prior: the likelihood factor is spread over the Kronecker
-    # factors' eigenvalues and the prior precision becomes the per-block deltas.
-    post = la.posterior_precision
-    n_out, n_in = head.weight.shape
-    has_bias = head.bias is not None
-    n_blocks = 2 if has_bias else 1
-    vecs, vals, deltas = post.eigenvectors, post.eigenvalues, post.deltas
-    if len(vecs) != n_blocks or len(vals) != n_blocks or tuple(deltas.shape) != (n_blocks,):
-        return None
-    # curvlinops backend: [gradient factor (C, C), input factor (D, D)] for the weight, then
-    # [gradient factor (C, C)] for the bias (the bias is not folded into the input factor)
-    if len(vecs[0]) != 2 or len(vals[0]) != 2:
-        return None
-    q_out, q_in = vecs[0]
-    l_out, l_in = vals[0]
-    if q_out.shape != (n_out, n_out) or q_in.shape != (n_in, n_in):
-        return None
-    if l_out.shape != (n_out,) or l_in.shape != (n_in,):
-        return None
-    delta = deltas[0]
-    if post.damping:  # KronDecomposed's damped form, (λ_out + √δ)(λ_in + √δ)
-        root = torch.sqrt(delta)
-        inv_eig = torch.outer(l_out + root, l_in + root).reciprocal()
-    else:
-        inv_eig = (torch.outer(l_out, l_in) + delta).reciprocal()
-    bias_cov = None
-    if has_bias:
-        if len(vecs[1]) != 1 or len(vals[1]) != 1:
-            return None
-        q_b, l_b = vecs[1][0], vals[1][0]
-        if q_b.shape != (n_out, n_out) or l_b.shape != (n_out,):
-            return None
-        bias_cov = (q_b * (l_b + deltas[1]).reciprocal()) @ q_b.T  # (undamped, as in its bmm)
-    return _KronHead(q_out, q_in, inv_eig, bias_cov)
-
-
-@torch.no_grad()
-def kron_glm_moments(la: Any, x: Tensor, *, diagonal: bool = False) -> tuple[Tensor, Tensor] | None:
-    """GLM predictive mean and covariance of a last-layer K-FAC laplace-torch posterior.
-
-    The same quantities as laplace-torch's ``la._glm_predictive_distribution(x)`` (see the
-    module docstring for the formula), without forming Jacobians.
-
-    Args:
-        la: a fitted laplace-torch ``KronLLLaplace`` (classification).
-        x: a batch of inputs of the network.
-        diagonal: return only the variances ``(B, C)`` instead of covariances ``(B, C, C)``.
-
-    Returns:
-        ``(f_mu (B, C), f_var)``, or None where ``la`` is not a posterior this handles
-        (use laplace-torch's generic path then).
-    """
-    kh = _kron_head(la)
-    if kh is None:
-        return None
-    f_mu, phi = la.model.forward_with_features(x)
-    n_out, n_in = kh.inv_eig.shape
-    if f_mu.ndim != 2 or phi.ndim != 2 or f_mu.shape[1] != n_out or phi.shape[1] != n_in:
-        return None
-    psi = phi @ kh.q_in  # (B, D): features in the input eigenbasis
-    scale = psi.square() @ kh.inv_eig.T  # (B, C): variance along each output eigenvector
-    if diagonal:
-        f_var = scale @ kh.q_out.square().T
-        if kh.bias_cov is not None:
-            f_var = f_var + kh.bias_cov.diagonal()
-    else:
-        f_var = (kh.q_out * scale.unsqueeze(1)) @ kh.q_out.T
-        if kh.bias_cov is not None:
-            f_var = f_var + kh.bias_cov
-    return f_mu.detach(), f_var
-
-
-@torch.no_grad()
-def kron_glm_predictive(
-    la: Any, x: Tensor, link_approx: str = "probit", n_samples: int = 100
-) -> Tensor | None:
-    """``la(x, pred_type='glm', link_approx=..., n_samples=...)`` via `kron_glm_moments`.
-
-    The links are laplace-torch 0.3's (``BaseLaplace._glm_forward_call``): probit scaling,
-    the (normalised) Laplace bridge, or its own Monte-Carlo sampler ``mc`` (which draws from
-    torch's global generator as laplace-torch does). Returns None where `kron_glm_moments`
-    does, or for an unknown link.
-    """
-    link = LinkApprox(link_approx)
-    moments = kron_glm_moments(la, x, diagonal=link is LinkApprox.PROBIT)
-    if moments is None:
-        return None
-    f_mu, f_var = moments
-    if link is LinkApprox.PROBIT:
-        kappa = 1 / torch.sqrt(1.0 + torch.pi / 8 * f_var)
-        return torch.softmax(kappa * f_mu, dim=-1)
-    if link is LinkApprox.MC:
-        samples = la._glm_predictive_samples(f_mu, f_var, n_samples=n_samples)
-        return samples.mean(dim=0)
-    return _laplace_bridge(f_mu, f_var, normalise=link is LinkApprox.BRIDGE_NORM)
-
-
-def _laplace_bridge(f_mu: Tensor, f_var: Tensor, *, normalise: bool) -> Tensor:
-    """laplace-torch 0.3's Laplace bridge (``_glm_forward_call``), without its in-place ops."""
-    total = f_var.sum(dim=(1, 2))
-    # zero-mean correction
-    f_mu = f_mu - f_var.sum(-1) * f_mu.sum(-1).reshape(-1, 1) / total.reshape(-1, 1)
-    f_var = f_var - torch.einsum("bi,bj->bij", f_var.sum(-1), f_var.sum(-2)) / total.reshape(
-        -1, 1, 1
+@TEACHERS.register("laplace", saves=LaplaceTeacher, needs_network=True, learns_from_data=True)
+def build_laplace(
+    context: TeacherContext,
+    *,
+    subset_of_weights: SubsetOfWeights = SubsetOfWeights.LAST_LAYER,
+    hessian_structure: HessianStructure = HessianStructure.KRON,
+    prior_precision: PriorMethod | float = PriorMethod.GRIDSEARCH,
+    prior_structure: Literal["scalar", "layerwise", "diag"] = "scalar",
+    grid_log10_min: float = -4.0,
+    grid_log10_max: float = 4.0,
+    grid_points: int = 41,
+    pred_type: PredType = PredType.GLM,
+    link_approx: LinkApprox = LinkApprox.PROBIT,
+    n_samples: int = 100,
+) -> LaplaceTeacher:
+    """Post-hoc Laplace approximation of the trained network (laplace-torch)."""
+    return fit_laplace(
+        context.need_network("laplace"),
+        context.splits.train,
+        context.splits.val,
+        subset_of_weights=subset_of_weights,
+        hessian_structure=hessian_structure,
+        prior_precision=prior_precision,
+        prior_structure=prior_structure,
+        grid=(grid_log10_min, grid_log10_max, grid_points),
+        pred_type=pred_type,
+        link_approx=link_approx,
+        n_samples=n_samples,
+        seed=context.seed,
     )
-    k = f_mu.size(-1)
-    f_var_diag = torch.diagonal(f_var, dim1=1, dim2=2)
-    if normalise:  # variance correction
-        f_var_diag_mean = f_var_diag.mean(dim=1)
-        f_var_diag_mean = (
-            f_var_diag_mean / torch.as_tensor([k / 2], device=f_mu.device, dtype=f_mu.dtype).sqrt()
-        )
-        f_mu = f_mu / f_var_diag_mean.sqrt().unsqueeze(-1)
-        f_var_diag = f_var_diag / f_var_diag_mean.unsqueeze(-1)
-    sum_exp = torch.exp(-f_mu).sum(dim=1).unsqueeze(-1)
-    alpha = (1 - 2 / k + f_mu.exp() / k**2 * sum_exp) / f_var_diag
-    return torch.nan_to_num(alpha / alpha.sum(dim=1).unsqueeze(-1), nan=1.0)
 
 
 def _make_laplace(network: Classifier, subset: str, structure: str) -> Any:
-    with _quiet():  # its import warns about torch.jit deprecations
+    with quiet():  # its import warns about torch.jit deprecations
         from laplace import Laplace
 
     kwargs: dict[str, Any] = {}
@@ -516,14 +377,6 @@ def _kron_message(unsupported: dict[str, str]) -> str:
 
 def _loader(data: LabelledData, device: torch.device) -> DataLoader:
     return data_loader(data, device, FIT_BATCH_SIZE)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence laplace-torch's advisory warnings and prints."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.seeding import generator
 from bayesdistill.teachers.base import NetworkTeacher, network_from_state, network_state
+from bayesdistill.teachers.context import TEACHERS, TeacherContext
 
 ELEMENTWISE_DROPOUT = (nn.Dropout,)
 """Layers that drop single activations: the mask has the activation's shape (batch aside)."""
@@ -75,7 +76,7 @@ class MCDropoutTeacher(NetworkTeacher):
             raise ConfigError(
                 "MC dropout needs a network trained with dropout, but this one has no dropout "
                 f"layer (layers: {', '.join(layers)}). Train the teacher network with dropout "
-                "(e.g. teacher.model.options.dropout=0.1 for 'mlp' or 'cnn1d'); dropout added "
+                "(e.g. teacher.model.dropout=0.1 for 'mlp' or 'cnn1d'); dropout added "
                 "after training is not an approximate posterior."
             )
         self.num_samples = num_samples
@@ -139,3 +140,17 @@ class MCDropoutTeacher(NetworkTeacher):
             "num_samples": self.num_samples,
             "p": sorted({self.rate(layer) for layer in self.layers.values()}),
         }
+
+
+@TEACHERS.register("mc_dropout", saves=MCDropoutTeacher, needs_network=True, learns_from_data=True)
+def build_mc_dropout(
+    context: TeacherContext, *, num_samples: int = 10, p: float | None = None
+) -> MCDropoutTeacher:
+    """MC dropout (Gal & Ghahramani 2016): mean softmax over S dropout masks of the network.
+
+    The teacher network must have been trained with dropout; ``p`` overrides its rate at
+    prediction (0 gives the deterministic teacher).
+    """
+    return MCDropoutTeacher(
+        context.need_network("mc_dropout"), num_samples=num_samples, p=p, seed=context.seed
+    )

@@ -13,10 +13,11 @@ import torch
 from torch import Tensor
 
 from bayesdistill.data.stream import LabelledData
-from bayesdistill.errors import CheckpointError, ConfigError
+from bayesdistill.errors import ConfigError
 from bayesdistill.losses.response import PROB_FLOOR, temper_probs
 from bayesdistill.teachers.base import SavableTeacher
-from bayesdistill.teachers.deterministic import fit_temperature
+from bayesdistill.teachers.files import teacher_from_payload
+from bayesdistill.teachers.temperature import fit_temperature
 from bayesdistill.train.targets import predict_in_batches
 
 
@@ -52,12 +53,10 @@ class TemperedTeacher(SavableTeacher):
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> TemperedTeacher:
-        kind = payload["base_kind"]
-        if kind not in SavableTeacher._TYPES:
-            raise CheckpointError(f"tempered teacher wraps an unknown kind {kind!r}")
-        return cls(
-            SavableTeacher._TYPES[kind].from_payload(payload["base"]), payload["temperature"]
+        base = teacher_from_payload(
+            payload["base_kind"], payload["base"], "tempered teacher's base"
         )
+        return cls(base, payload["temperature"])
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "temperature": self.temperature, "base": self.base.describe()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from bayesdistill.losses import (
     runtime_inputs,
     unchecked,
 )
-from bayesdistill.teachers.base import Teacher, check_teacher_matches
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.features import (
     OnlineFeatures,
@@ -31,7 +30,15 @@ from bayesdistill.train.features import (
     features_in_batches,
 )
 from bayesdistill.train.loop import Evaluator, FitResult, LossFn, fit
-from bayesdistill.train.objective import LogitLoss, LossTerm, Objective, WeightedSum, check_terms
+from bayesdistill.train.objective import (
+    LogitLoss,
+    LossTerm,
+    Objective,
+    WeightedSum,
+    check_terms,
+    own_objective,
+)
+from bayesdistill.train.protocol import Teacher, check_teacher_matches
 from bayesdistill.train.settings import TrainSettings
 from bayesdistill.train.targets import (
     CachedTargets,
@@ -42,11 +49,7 @@ from bayesdistill.train.targets import (
     predict_in_batches,
     resolve_cache,
 )
-from bayesdistill.train.variance_reduction import (
-    SVRGCorrection,
-    check_same_architecture,
-    full_gradient,
-)
+from bayesdistill.train.variance_reduction import svrg_objective
 from bayesdistill.train.views import (
     DEFAULT_VIEWS,
     ViewCache,
@@ -57,6 +60,14 @@ from bayesdistill.train.views import (
 
 LossSpec = str | LossFn | Sequence[LossTerm]
 """A registered loss name, a loss function, or the terms of a weighted sum."""
+
+ObjectiveFactory = Callable[..., Objective]
+"""``factory(name, loss, options, *, student, teacher, train) -> Objective``: the objective
+of loss ``name`` built around ``loss`` (its `LogitLoss`), with its options (defaults filled
+in)."""
+
+OBJECTIVES: Mapping[str, ObjectiveFactory] = {"svrg": svrg_objective}
+"""The objectives a loss may name in its registry tag ``objective`` (see `loss_objective`)."""
 
 
 def distill(
@@ -203,12 +214,9 @@ def _objective(
             check_terms([LossTerm(loss)])  # a feature distance alone: explains what to add
         check_num_classes(loss, train.num_classes)
         options = LOSSES.validate_options(loss, dict(loss_options or {}))
-        # the loop validated labels and teacher probabilities once: no per-step checks
-        objective: Objective = LogitLoss(
-            functools.partial(unchecked(LOSSES.get(loss)), **options), runtime_inputs(loss)
+        objective: Objective = loss_objective(
+            loss, options, student=student, teacher=teacher, train=train
         )
-        if LOSSES.entry(loss).tags.get("svrg"):
-            objective = _svrg(loss, objective, student, teacher, train, options)
         uses_probs = needs_teacher(loss)
     elif callable(loss):
         objective = LogitLoss(functools.partial(loss, **dict(loss_options or {})))
@@ -219,13 +227,7 @@ def _objective(
                 "loss_options apply to a single loss; give a weighted sum's options in each "
                 "LossTerm's options"
             )
-        terms = check_terms(list(loss))
-        for term in terms:
-            if loss_kind(term.name) == "response" and LOSSES.entry(term.name).tags.get("svrg"):
-                raise ConfigError(
-                    f"'{term.name}' corrects the student's gradient with the teacher's and "
-                    "cannot be a term of a weighted sum; use it as the whole loss"
-                )
+        terms = check_terms(list(loss))  # refuses a loss that is an objective of its own
         for term in terms:
             check_num_classes(term.name, train.num_classes)
         features = None
@@ -241,33 +243,31 @@ def _objective(
     return objective, uses_probs
 
 
-def _svrg(
+def loss_objective(
     name: str,
-    objective: Objective,
+    options: Mapping[str, Any],
+    *,
     student: nn.Module,
     teacher: Teacher,
     train: LabelledData,
-    options: Mapping[str, Any],
 ) -> Objective:
-    """``objective`` plus the SVRG correction λ·∇f(θ) at the teacher's network."""
-    try:
-        network = feature_network(teacher)
-    except ConfigError:
-        kind = getattr(teacher, "kind", type(teacher).__name__)
-        raise ConfigError(
-            f"{name} needs the teacher's network (its full gradient), but a teacher "
-            f"of kind '{kind}' has none; use a deterministic, temperature, laplace, ivon, "
-            "mc_dropout or mfvi teacher of the student's architecture"
-        ) from None
-    check_same_architecture(student, network)
-    gradient = full_gradient(network, train)
-    device = next(student.parameters()).device
-    settings = {o.name: o.default for o in LOSSES.entry(name).options} | dict(options)
-    return SVRGCorrection(
-        objective,
-        [g.to(device) for g in gradient],
-        float(settings["lam"]),
-        float(settings["ramp_epochs"]),
+    """The step objective of registered loss ``name`` with validated ``options``.
+
+    The loss function with its options on the student's logits (`LogitLoss`, handed the
+    runtime inputs its entry asks for), or, for an entry tagged ``objective``, the objective
+    that tag names in `OBJECTIVES`, built around it (``self_distill_vr``: `svrg_objective`).
+    The loop validated labels and teacher probabilities once, so the function is the
+    unchecked one.
+    """
+    loss = LogitLoss(
+        functools.partial(unchecked(LOSSES.get(name)), **options), runtime_inputs(name)
+    )
+    kind = own_objective(name)
+    if kind is None:
+        return loss
+    defaults = {o.name: o.default for o in LOSSES.entry(name).options if not o.required}
+    return OBJECTIVES[kind](
+        name, loss, defaults | dict(options), student=student, teacher=teacher, train=train
     )
 
 

@@ -51,8 +51,7 @@ def feature_network(teacher: object) -> Classifier:
     raise ConfigError(
         f"feature loss terms need the teacher's penultimate features, but a teacher of kind "
         f"'{kind}' has no single network (ensembles and exact/noisy Bayes teachers do not); "
-        "use a teacher built on a network (deterministic, temperature, laplace, ivon, "
-        "mc_dropout, mfvi) or drop the feature terms"
+        "use a teacher of another kind, or drop the feature terms"
     )
 
 

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, Protocol
 from torch import Tensor, nn
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses import loss_kind, loss_registry, runtime_inputs, unchecked
+from bayesdistill.losses import LOSSES, loss_kind, loss_registry, runtime_inputs, unchecked
 from bayesdistill.train.targets import TargetSource
 
 LossFn = Callable[[Tensor, Tensor | None, Tensor], Tensor]
@@ -144,8 +144,24 @@ def check_terms(terms: Sequence[LossTerm]) -> list[LossTerm]:
     return checked
 
 
+def own_objective(name: str) -> str | None:
+    """The objective loss ``name`` trains through (its registry tag ``objective``, e.g.
+    ``"svrg"`` for ``self_distill_vr``), or None for a plain loss on the logits."""
+    if loss_kind(name) == "feature":
+        return None
+    return LOSSES.entry(name).tags.get("objective")
+
+
 def check_combination(keys: Sequence[str], names: Sequence[str]) -> None:
-    """Distinct term keys, and at least one response (logit) loss among ``names``."""
+    """Distinct term keys, at least one response (logit) loss among ``names``, and no loss
+    that is an objective of its own (`own_objective`)."""
+    for name in names:
+        if own_objective(name) is not None:
+            raise ConfigError(
+                f"'{name}' trains through its own objective ('{own_objective(name)}': it "
+                "changes the student's gradient, not only the loss) and cannot be a term of a "
+                "weighted sum; use it as the whole loss"
+            )
     duplicates = sorted({k for k in keys if list(keys).count(k) > 1})
     if duplicates:
         raise ConfigError(

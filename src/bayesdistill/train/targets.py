@@ -14,7 +14,7 @@ Three ways, chosen by a study's ``teacher_cache`` (`TeacherCache`):
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -23,9 +23,7 @@ from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import INFERENCE_BATCH_SIZE, input_batches
-
-if TYPE_CHECKING:  # avoid an import cycle: teachers train networks with bayesdistill.train
-    from bayesdistill.teachers.base import Teacher
+from bayesdistill.train.protocol import Teacher
 
 
 class TeacherCache(str, Enum):

@@ -13,12 +13,14 @@ linear term λ·Σ_p ⟨∇f(θ)_p, x_p⟩ to any objective, so back-propagation
 step's gradient; the teacher must be a network of the student's architecture
 (self-distillation). For networks the mixed-label gradient is only approximately
 ∇f_n(x) − λ∇f_n(θ) (exact for the last layer's logits), so the correction is the natural
-generalisation, not an identity. The loss name is ``self_distill_vr``.
+generalisation, not an identity. The loss name is ``self_distill_vr``: its registry entry
+names the objective ``"svrg"``, which `distill` builds with `svrg_objective`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +30,9 @@ from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.losses.response import linear_warmup
 from bayesdistill.train.batches import iterate
+from bayesdistill.train.features import feature_network
 from bayesdistill.train.objective import Objective, StepInputs, StepLoss
+from bayesdistill.train.protocol import Teacher
 
 GRADIENT_BATCH_SIZE = 1024
 """Examples per forward pass when computing the full gradient at the teacher's weights."""
@@ -88,3 +92,39 @@ class SVRGCorrection:
         linear = sum((g * p).sum() for g, p in zip(self.gradient, params, strict=True))
         # adds weight·G to the gradient and nothing to the logged value of the loss
         return loss + weight * (linear - linear.detach()), terms  # type: ignore[operator]
+
+
+def svrg_objective(
+    name: str,
+    loss: Objective,
+    options: Mapping[str, Any],
+    *,
+    student: nn.Module,
+    teacher: Teacher,
+    train: LabelledData,
+) -> SVRGCorrection:
+    """``loss`` (the self-distillation loss ``name`` on the logits) plus the SVRG correction
+    λ·∇f(θ) at the teacher's network, with λ and its ramp from ``options`` (``lam``,
+    ``ramp_epochs``, defaults filled in).
+
+    Raises `ConfigError` when the teacher has no single network or its network is not of
+    the student's architecture.
+    """
+    try:
+        network = feature_network(teacher)
+    except ConfigError:
+        kind = getattr(teacher, "kind", type(teacher).__name__)
+        raise ConfigError(
+            f"{name} needs the teacher's network (its full gradient), but a teacher of kind "
+            f"'{kind}' has none (ensembles and exact/noisy Bayes teachers do not); use a "
+            "teacher of another kind whose network has the student's architecture"
+        ) from None
+    check_same_architecture(student, network)
+    gradient = full_gradient(network, train)
+    device = next(student.parameters()).device
+    return SVRGCorrection(
+        loss,
+        [g.to(device) for g in gradient],
+        float(options["lam"]),
+        float(options["ramp_epochs"]),
+    )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,9 +35,7 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.seeding import generator
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import INFERENCE_BATCH_SIZE, iterate
-
-if TYPE_CHECKING:
-    from bayesdistill.teachers.base import Teacher
+from bayesdistill.train.protocol import Teacher
 
 log = logging.getLogger("bayesdistill")
 

@@ -1,25 +1,16 @@
-"""Point-estimate teachers trained *to estimate the Bayes class probabilities*, the two
-non-Bayesian baselines of Morad et al. (2026, REFERENCE §1).
+"""The MCMI teacher, a non-Bayesian baseline of Morad et al. (2026, REFERENCE §1) trained *to
+estimate the Bayes class probabilities* (Ye et al., ICLR 2024, "Bayes Conditional
+Distribution Estimation for Knowledge Distillation Based on Conditional Mutual Information").
 
-* MSE teacher (Hamidi et al., ECCV 2024, "How to Train the Teacher Model for Effective
-  Knowledge Distillation"): trained from scratch with the squared error between the
-  softmax output and the one-hot label (the Brier score),
-  L = (1/B) Σ_b Σ_k (softmax(f(x_b))_k − [y_b = k])². Its minimiser over all functions is
-  p*(·|x), and unlike CE it does not reward over-confidence on hard examples. Option
-  ``target_space='logits'`` instead regresses the raw logits on the one-hot vector,
-  ``mse_loss(f(x), e_y)`` averaged over B·C, as the public code of Morad et al.
-  (``scripts/train_teacher_deterministic_VI.py --mse``) does.
-* MCMI teacher (Ye et al., ICLR 2024, "Bayes Conditional Distribution Estimation for
-  Knowledge Distillation Based on Conditional Mutual Information"): the trained network
-  fine-tuned to maximise the log-likelihood *and* the conditional mutual information
-  I(X; Ŷ | Y) = E_y E_{x|y} KL(p(·|x) ‖ Q_y), with the class centroid
-  Q_y = E_{x|y}[p(·|x)]. The loss is L = CE − λ · (1/B) Σ_b KL(p(·|x_b) ‖ Q_{y_b}), with
-  Q recomputed on the whole training set (network in eval mode, no gradient) at the start
-  of every fine-tuning epoch and treated as a constant. What is left out: their per-batch
-  exponential-moving-average centroid updates from a class-balanced sample, and any
-  λ tuning. Note that the public code of Morad et al. (``scripts/train_teacher_MCMI.py``)
-  *adds* λ·KL (minimising the CMI) with centroids fixed before fine-tuning; a negative
-  ``cmi_weight`` gives that sign.
+The trained network is fine-tuned to maximise the log-likelihood *and* the conditional
+mutual information I(X; Ŷ | Y) = E_y E_{x|y} KL(p(·|x) ‖ Q_y), with the class centroid
+Q_y = E_{x|y}[p(·|x)]. The loss is L = CE − λ · (1/B) Σ_b KL(p(·|x_b) ‖ Q_{y_b}), with Q
+recomputed on the whole training set (network in eval mode, no gradient) at the start of
+every fine-tuning epoch and treated as a constant. What is left out: their per-batch
+exponential-moving-average centroid updates from a class-balanced sample, and any λ tuning.
+Note that the public code of Morad et al. (``scripts/train_teacher_MCMI.py``) *adds* λ·KL
+(minimising the CMI) with centroids fixed before fine-tuning; a negative ``cmi_weight``
+gives that sign.
 """
 
 from __future__ import annotations
@@ -27,7 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,85 +26,20 @@ from torch import Tensor, nn
 
 from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.stream import LabelledData
-from bayesdistill.errors import ConfigError
 from bayesdistill.losses.response import PROB_FLOOR
 from bayesdistill.models import Classifier
 from bayesdistill.teachers.base import network_from_state, network_state
+from bayesdistill.teachers.context import TEACHERS, TeacherContext
 from bayesdistill.teachers.deterministic import DeterministicTeacher
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import iterate, num_batches
 from bayesdistill.train.loop import FitResult, fit
-from bayesdistill.train.settings import TrainSettings
+from bayesdistill.train.settings import OptimizerName, TrainSettings
 
-TargetSpace = Literal["softmax", "logits"]
 CENTROID_BATCH_SIZE = 2048
-
-
-def brier_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """(1/B) Σ_b Σ_k (softmax(z_b)_k − [y_b = k])² for logits ``(B, C)``, labels ``(B,)``."""
-    onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
-    return (torch.softmax(logits, dim=1) - onehot).pow(2).sum(1).mean()
-
-
-def logit_mse_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """mean over B·C of (z_{b,k} − [y_b = k])² (the public code's ``mse_loss(logits, e_y)``)."""
-    return F.mse_loss(logits, F.one_hot(labels, logits.shape[1]).to(logits.dtype))
-
-
-class MSETeacher(DeterministicTeacher):
-    """softmax(f(x)) of a network trained with the squared error (Hamidi et al. 2024)."""
-
-    kind = "mse_teacher"
-
-    def __init__(self, network: Classifier, *, target_space: TargetSpace = "softmax") -> None:
-        super().__init__(network)
-        if target_space not in ("softmax", "logits"):
-            raise ConfigError(f"target_space must be 'softmax' or 'logits', got {target_space!r}")
-        self.target_space = target_space
-
-    def payload(self) -> dict[str, Any]:
-        return {"network": network_state(self.network), "target_space": self.target_space}
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> MSETeacher:
-        return cls(network_from_state(payload["network"]), target_space=payload["target_space"])
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target_space": self.target_space}
-
-
-def train_mse_teacher(
-    network: Classifier,
-    train: LabelledData,
-    *,
-    settings: TrainSettings,
-    seed: int,
-    target_space: TargetSpace = "softmax",
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    augment: Augmentation | None = None,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    accel: Acceleration = DEFAULT_ACCELERATION,
-) -> tuple[MSETeacher, FitResult]:
-    """Train ``network`` in place with the Brier (or logit MSE) loss; return the teacher."""
-    loss = brier_loss if target_space == "softmax" else logit_mse_loss
-    result = fit(
-        network,
-        train,
-        loss_fn=lambda logits, _teacher, y: loss(logits, y),
-        settings=settings,
-        seed=seed,
-        evaluate=evaluate,
-        augment=augment,
-        run_dir=run_dir,
-        resume=resume,
-        progress=progress,
-        accel=accel,
-        description="mse teacher",
-        fingerprint_extra={"loss": target_space},
-    )
-    return MSETeacher(network, target_space=target_space), result
+MCMI_DEFAULT_EPOCHS = 5
+MCMI_DEFAULT_LR_FACTOR = 0.1
+"""MCMI fine-tunes at this fraction of the teacher network's learning rate by default."""
 
 
 @torch.no_grad()
@@ -239,3 +165,36 @@ def finetune_mcmi(
         fingerprint_extra={"cmi_weight": cmi_weight},
     )
     return MCMITeacher(network.eval(), cmi_weight=cmi_weight), result
+
+
+@TEACHERS.register("mcmi", saves=MCMITeacher, needs_network=True, learns_from_data=True)
+def build_mcmi(
+    context: TeacherContext,
+    *,
+    cmi_weight: float = 0.1,
+    epochs: int = MCMI_DEFAULT_EPOCHS,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    optimizer: OptimizerName | None = None,
+) -> MCMITeacher:
+    """The trained network fine-tuned with CE − λ·CMI (MCMI, Ye et al. 2024).
+
+    ``lr`` defaults to a tenth of the teacher network's; centroids are refreshed every
+    epoch. A negative ``cmi_weight`` minimises the CMI instead.
+    """
+    base = context.train_settings or TrainSettings()
+    settings = context.settings_with(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr if lr is not None else base.lr * MCMI_DEFAULT_LR_FACTOR,
+        optimizer=optimizer,
+    )
+    teacher, _ = finetune_mcmi(
+        context.need_network("mcmi"),
+        context.splits.train,
+        settings=settings,
+        seed=context.seed,
+        cmi_weight=cmi_weight,
+        **context.training_options(),
+    )
+    return teacher
