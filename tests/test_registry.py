@@ -61,3 +61,26 @@ def test_runtime_inputs_must_be_keyword_only_parameters():
         @reg.register("bad", runtime=("epoch",))
         def bad(x: float, *, beta: float = 1.0) -> float:
             return x
+
+
+def test_every_objective_a_loss_names_is_known():
+    """A loss tagged ``objective`` is built by the training layer into that objective once
+    (`bayesdistill.train.distill.loss_objective`); the name must be one it knows."""
+    from bayesdistill.train.distill import OBJECTIVES
+    from bayesdistill.train.objective import own_objective
+
+    named = {name: own_objective(name) for name in LOSSES.names()}
+    assert named["self_distill_vr"] == "svrg" and named["self_distill"] is None
+    assert {v for v in named.values() if v is not None} <= set(OBJECTIVES)
+
+
+def test_a_loss_with_its_own_objective_is_no_weighted_sum_term():
+    """Refused where a weighted sum is checked: by the config as by `distill`."""
+    from bayesdistill.config.schema import LossConfig
+    from bayesdistill.train.objective import check_combination
+
+    with pytest.raises(ConfigError, match="cannot be a term of a weighted sum"):
+        check_combination(["self_distill_vr", "kd"], ["self_distill_vr", "kd"])
+    with pytest.raises(Exception, match="cannot be a term of a weighted sum"):
+        LossConfig.model_validate({"terms": ["self_distill_vr", "kd"]})
+    assert LossConfig.model_validate("self_distill_vr").name == "self_distill_vr"

@@ -11,7 +11,16 @@ from bayesdistill.errors import CheckpointError, DataError
 from bayesdistill.losses import onehot_ce
 from bayesdistill.models import create_model
 from bayesdistill.seeding import seeded
-from bayesdistill.teachers import TEACHERS, TeacherContext, check_teacher_matches, load_teacher
+from bayesdistill.teachers import (
+    TEACHERS,
+    SavableTeacher,
+    TeacherContext,
+    check_teacher_matches,
+    learns_from_data,
+    load_teacher,
+    needs_network,
+    saved_kinds,
+)
 from bayesdistill.train import TrainSettings, fit, predict_in_batches
 
 FAST_OPTIONS = {
@@ -136,3 +145,97 @@ def test_every_sampling_kind_has_a_sample_count_option():
     sample_options = {"num_samples", "n_samples"}
     for name in ["ivon", "laplace", "mc_dropout", "mfvi"]:
         assert sample_options & {o.name for o in TEACHERS.entry(name).options}, name
+
+
+# --- one registry: every kind's class, builder and tags in one entry ---------------------
+
+TAG_CASES = [(name, FAST_OPTIONS.get(name, {})) for name in TEACHERS.names()] + [
+    ("mfvi", {**FAST_OPTIONS["mfvi"], "init": "scratch"}),
+    ("ensemble", {"members": 2, "member_kind": "ivon", "member_options": FAST_OPTIONS["ivon"]}),
+    ("ensemble", {"members": 2, "member_kind": "exact_bcp"}),
+]
+"""Every entry, and the option values on which a tag's answer depends."""
+
+
+def _concrete_teacher_classes():
+    """Every SavableTeacher subclass bayesdistill defines that names a ``kind``."""
+    found, todo = set(), [SavableTeacher]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if "kind" in cls.__dict__ and cls.__module__.startswith("bayesdistill."):
+            found.add(cls)
+    return found
+
+
+@pytest.mark.parametrize("name", TEACHERS.names())
+def test_every_entry_names_its_class_and_tags(name):
+    entry = TEACHERS.entry(name)
+    assert {"saves", "needs_network", "learns_from_data"} <= set(entry.tags), name
+    saves = entry.tags["saves"]
+    assert issubclass(saves, SavableTeacher) and saves.kind == name
+    # the class, its builder and its tags live in one module
+    assert saves.__module__ == entry.obj.__module__
+
+
+def test_every_saved_kind_is_found_through_the_registry():
+    """No class is registered twice: the classes that files may name are the registry's
+    entries plus the two wrappers, and that covers every teacher class there is."""
+    kinds = saved_kinds()
+    assert set(kinds) == set(TEACHERS.names()) | {"tempered", "cross_fitted"}
+    assert set(kinds.values()) == _concrete_teacher_classes()
+    assert not hasattr(SavableTeacher, "_TYPES")
+
+
+def test_an_unregistered_kind_is_a_clear_error(tmp_path):
+    class Unregistered(SavableTeacher):
+        kind = "unregistered"
+        num_classes = 2
+
+        def payload(self):
+            return {}
+
+    Unregistered().save(tmp_path / "t.pt")
+    with pytest.raises(
+        CheckpointError, match="unknown kind 'unregistered'; known kinds: .*laplace"
+    ):
+        load_teacher(tmp_path / "t.pt")
+
+
+class _NetworkSpy:
+    """Stands in for the trained network: counts the builder's requests for it."""
+
+    def __init__(self, network):
+        self.network, self.calls = network, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.network
+
+
+@pytest.mark.parametrize(("name", "options"), TAG_CASES)
+def test_the_needs_network_tag_is_true(name, options, context, tiny_splits):
+    """A kind tagged needs_network=False builds without ever asking for the trained network
+    (so a study need not train one); one tagged True asks for it."""
+    spy = _NetworkSpy(context.network)
+    spied = replace(context, network=None, train_network=spy)
+    teacher = TEACHERS.build(name, spied, **options)
+    assert teacher.predict_proba(tiny_splits.test.x).shape[1] == tiny_splits.num_classes
+    assert (spy.calls > 0) == needs_network(name, options), (name, options, spy.calls)
+
+
+@pytest.mark.parametrize("name", [n for n in TEACHERS.names() if not learns_from_data(n)])
+def test_a_kind_that_learns_nothing_ignores_the_training_set(name, context, tiny_splits):
+    x = tiny_splits.test.x
+    full = TEACHERS.build(name, context, **FAST_OPTIONS.get(name, {}))
+    fewer = context.splits.with_train(context.splits.train.subset(torch.arange(10)))
+    part = TEACHERS.build(name, replace(context, splits=fewer), **FAST_OPTIONS.get(name, {}))
+    assert torch.equal(part.predict_proba(x), full.predict_proba(x))
+
+
+def test_tags_that_depend_on_options():
+    assert needs_network("mfvi") and not needs_network("mfvi", {"init": "scratch"})
+    assert not needs_network("ivon") and not needs_network("mse_teacher")
+    assert needs_network("ensemble") and not needs_network("ensemble", {"member_kind": "ivon"})
+    assert learns_from_data("ivon") and not learns_from_data("exact_bcp")
+    assert not learns_from_data("ensemble", {"member_kind": "noisy_bcp"})

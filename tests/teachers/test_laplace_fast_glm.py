@@ -267,3 +267,21 @@ def test_teacher_keeps_other_configurations_on_laplace_torch(trained_mlp, tiny_s
     kron = fit_laplace(trained_mlp, tiny_splits.train, prior_precision=1.0)
     kron.predict_proba(x)
     assert len(calls) == 1
+
+
+def test_laplace_torch_is_a_version_the_bound_allows():
+    """laplace_kron reads laplace-torch internals: pyproject.toml bounds laplace-torch above,
+    and these tests run against a version inside the bound."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("run from a checkout (pyproject.toml)")
+    (declared,) = re.findall(r'"(laplace-torch[^"]*)"', pyproject.read_text(encoding="utf-8"))
+    laplace = Requirement(declared)
+    assert any(spec.operator in ("<", "<=", "~=", "==") for spec in laplace.specifier)
+    assert laplace.specifier.contains(version("laplace-torch"))

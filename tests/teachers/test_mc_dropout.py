@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -92,8 +94,17 @@ def test_only_dropout_is_active_and_batchnorm_statistics_are_untouched():
 
 
 def test_a_network_without_dropout_is_a_clear_error(trained_mlp):
-    with pytest.raises(ConfigError, match="needs a network trained with dropout.*dropout=0.1"):
+    with pytest.raises(
+        ConfigError, match="needs a network trained with dropout.*dropout=0.1"
+    ) as info:
         MCDropoutTeacher(trained_mlp)
+    # the override it suggests is a key the config accepts, and sets the dropout rate
+    from bayesdistill.config import load_config
+    from tests.runner.test_study import TINY
+
+    override = re.search(r"(teacher\.model\.\S+=0\.1)", str(info.value)).group(1)
+    assert override == "teacher.model.dropout=0.1"
+    assert load_config(TINY, [override]).teacher.model.options["dropout"] == 0.1
 
 
 def test_bad_options_are_reported(tiny_splits):
