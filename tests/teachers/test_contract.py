@@ -16,6 +16,7 @@ from bayesdistill.teachers import (
     SavableTeacher,
     TeacherContext,
     check_teacher_matches,
+    kinds_tagged,
     learns_from_data,
     load_teacher,
     needs_network,
@@ -171,7 +172,7 @@ def _concrete_teacher_classes():
 @pytest.mark.parametrize("name", TEACHERS.names())
 def test_every_entry_names_its_class_and_tags(name):
     entry = TEACHERS.entry(name)
-    assert {"saves", "needs_network", "learns_from_data"} <= set(entry.tags), name
+    assert {"saves", "needs_network", "learns_from_data", "bayesian"} <= set(entry.tags), name
     saves = entry.tags["saves"]
     assert issubclass(saves, SavableTeacher) and saves.kind == name
     # the class, its builder and its tags live in one module
@@ -239,3 +240,5 @@ def test_tags_that_depend_on_options():
     assert needs_network("ensemble") and not needs_network("ensemble", {"member_kind": "ivon"})
     assert learns_from_data("ivon") and not learns_from_data("exact_bcp")
     assert not learns_from_data("ensemble", {"member_kind": "noisy_bcp"})
+    assert kinds_tagged("bayesian") == ["ensemble", "ivon", "laplace", "mc_dropout", "mfvi"]
+    assert "exact_bcp" not in kinds_tagged("learns_from_data")

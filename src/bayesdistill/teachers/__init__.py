@@ -23,6 +23,7 @@ from bayesdistill.teachers.bayes import ExactBayesTeacher, NoiseKind, NoisyBayes
 from bayesdistill.teachers.context import (
     TEACHERS,
     TeacherContext,
+    kinds_tagged,
     learns_from_data,
     needs_network,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "fit_temperature",
     "ivon_posterior_std",
     "ivon_step",
+    "kinds_tagged",
     "kl_weight",
     "learns_from_data",
     "load_teacher",

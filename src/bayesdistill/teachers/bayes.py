@@ -137,7 +137,11 @@ class NoisyBayesTeacher(ExactBayesTeacher):
 
 
 @TEACHERS.register(
-    "exact_bcp", saves=ExactBayesTeacher, needs_network=False, learns_from_data=False
+    "exact_bcp",
+    saves=ExactBayesTeacher,
+    needs_network=False,
+    learns_from_data=False,
+    bayesian=False,
 )
 def build_exact_bcp(context: TeacherContext) -> ExactBayesTeacher:
     """The exact Bayes class probabilities p*(y|x) (synthetic data only)."""
@@ -145,7 +149,11 @@ def build_exact_bcp(context: TeacherContext) -> ExactBayesTeacher:
 
 
 @TEACHERS.register(
-    "noisy_bcp", saves=NoisyBayesTeacher, needs_network=False, learns_from_data=False
+    "noisy_bcp",
+    saves=NoisyBayesTeacher,
+    needs_network=False,
+    learns_from_data=False,
+    bayesian=False,
 )
 def build_noisy_bcp(
     context: TeacherContext, *, noise: NoiseKind = NoiseKind.DIRICHLET, level: float = 5.0

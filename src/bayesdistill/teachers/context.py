@@ -131,7 +131,9 @@ TEACHERS: Registry = Registry("teacher")
 - ``needs_network``: the builder uses the trained teacher network
   (`TeacherContext.need_network`), so a study trains one for it;
 - ``learns_from_data``: the teacher is fitted to the training set (so cross-fitting it
-  changes its training targets).
+  changes its training targets);
+- ``bayesian``: the teacher averages over a posterior (Laplace, VI, MC dropout, deep
+  ensembles), as opposed to a point estimate or the known p*.
 
 A tag is a bool, or a function of the entry's options (defaults filled in) where the
 answer depends on them (``mfvi`` with ``init: scratch`` needs no trained network).
@@ -149,6 +151,11 @@ def tag(name: str, key: str, options: Mapping[str, Any] | None = None) -> bool:
         defaults = {o.name: o.default for o in entry.options if not o.required}
         return bool(value(defaults | dict(options or {})))
     return bool(value)
+
+
+def kinds_tagged(key: str) -> list[str]:
+    """The teacher kinds whose tag ``key`` holds with their default options, sorted."""
+    return [name for name in TEACHERS if tag(name, key)]
 
 
 def needs_network(name: str, options: Mapping[str, Any] | None = None) -> bool:

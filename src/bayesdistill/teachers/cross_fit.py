@@ -46,7 +46,7 @@ from bayesdistill.losses.response import temper_probs
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
 from bayesdistill.seeding import derive_seed, generator, seeded
 from bayesdistill.teachers.base import SavableTeacher, Teacher
-from bayesdistill.teachers.context import TEACHERS, TeacherContext, learns_from_data
+from bayesdistill.teachers.context import TEACHERS, TeacherContext, kinds_tagged, learns_from_data
 from bayesdistill.teachers.files import teacher_from_payload
 from bayesdistill.teachers.tempered import TemperedTeacher
 from bayesdistill.train.loop import fit
@@ -286,7 +286,7 @@ def _resolve(
         return getattr(kind, "__name__", type(kind).__name__), kind, dict(options)
     validated = TEACHERS.validate_options(kind, dict(options))  # unknown names list the valid
     if not learns_from_data(kind, validated):
-        fitted = ", ".join(name for name in TEACHERS if learns_from_data(name))
+        fitted = ", ".join(kinds_tagged("learns_from_data"))
         raise ConfigError(
             f"teacher '{kind}' learns nothing from the training set, so cross-fitting it "
             f"changes nothing; cross-fit a kind fitted to the training set ({fitted})"

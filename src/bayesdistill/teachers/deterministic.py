@@ -28,7 +28,11 @@ class DeterministicTeacher(NetworkTeacher):
 
 
 @TEACHERS.register(
-    "deterministic", saves=DeterministicTeacher, needs_network=True, learns_from_data=True
+    "deterministic",
+    saves=DeterministicTeacher,
+    needs_network=True,
+    learns_from_data=True,
+    bayesian=False,
 )
 def build_deterministic(context: TeacherContext) -> DeterministicTeacher:
     """The trained network's softmax (point estimate)."""

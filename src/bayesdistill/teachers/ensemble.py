@@ -169,6 +169,7 @@ def _members_learn(options: Mapping[str, Any]) -> bool:
     saves=EnsembleTeacher,
     needs_network=_members_need_network,
     learns_from_data=_members_learn,
+    bayesian=True,
 )
 def build_ensemble(
     context: TeacherContext,

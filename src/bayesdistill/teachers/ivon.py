@@ -212,7 +212,9 @@ def train_ivon(
     return teacher, result
 
 
-@TEACHERS.register("ivon", saves=IVONTeacher, needs_network=False, learns_from_data=True)
+@TEACHERS.register(
+    "ivon", saves=IVONTeacher, needs_network=False, learns_from_data=True, bayesian=True
+)
 def build_ivon(
     context: TeacherContext,
     *,

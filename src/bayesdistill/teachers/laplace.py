@@ -290,7 +290,9 @@ def fit_laplace(
     )
 
 
-@TEACHERS.register("laplace", saves=LaplaceTeacher, needs_network=True, learns_from_data=True)
+@TEACHERS.register(
+    "laplace", saves=LaplaceTeacher, needs_network=True, learns_from_data=True, bayesian=True
+)
 def build_laplace(
     context: TeacherContext,
     *,

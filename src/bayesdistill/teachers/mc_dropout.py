@@ -142,7 +142,9 @@ class MCDropoutTeacher(NetworkTeacher):
         }
 
 
-@TEACHERS.register("mc_dropout", saves=MCDropoutTeacher, needs_network=True, learns_from_data=True)
+@TEACHERS.register(
+    "mc_dropout", saves=MCDropoutTeacher, needs_network=True, learns_from_data=True, bayesian=True
+)
 def build_mc_dropout(
     context: TeacherContext, *, num_samples: int = 10, p: float | None = None
 ) -> MCDropoutTeacher:

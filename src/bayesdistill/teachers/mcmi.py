@@ -167,7 +167,9 @@ def finetune_mcmi(
     return MCMITeacher(network.eval(), cmi_weight=cmi_weight), result
 
 
-@TEACHERS.register("mcmi", saves=MCMITeacher, needs_network=True, learns_from_data=True)
+@TEACHERS.register(
+    "mcmi", saves=MCMITeacher, needs_network=True, learns_from_data=True, bayesian=False
+)
 def build_mcmi(
     context: TeacherContext,
     *,

@@ -101,7 +101,9 @@ def train_mse_teacher(
     return MSETeacher(network, target_space=target_space), result
 
 
-@TEACHERS.register("mse_teacher", saves=MSETeacher, needs_network=False, learns_from_data=True)
+@TEACHERS.register(
+    "mse_teacher", saves=MSETeacher, needs_network=False, learns_from_data=True, bayesian=False
+)
 def build_mse_teacher(
     context: TeacherContext,
     *,

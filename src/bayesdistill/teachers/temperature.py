@@ -63,7 +63,11 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
 
 
 @TEACHERS.register(
-    "temperature", saves=TemperatureTeacher, needs_network=True, learns_from_data=True
+    "temperature",
+    saves=TemperatureTeacher,
+    needs_network=True,
+    learns_from_data=True,
+    bayesian=False,
 )
 def build_temperature(context: TeacherContext) -> TemperatureTeacher:
     """The trained network with one temperature fitted on validation NLL (Guo et al. 2017)."""

@@ -276,6 +276,7 @@ def _starts_from_trained_network(options: Mapping[str, Any]) -> bool:
     saves=MeanFieldTeacher,
     needs_network=_starts_from_trained_network,
     learns_from_data=True,
+    bayesian=True,
 )
 def build_mfvi(
     context: TeacherContext,

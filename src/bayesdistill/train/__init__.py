@@ -1,5 +1,6 @@
 """Training: SGD on in-memory data with per-epoch metrics, atomic checkpoints and resume;
-step objectives (one loss or a weighted sum of loss and feature-loss terms)."""
+step objectives (one loss or a weighted sum of loss and feature-loss terms); the `Teacher`
+protocol that distillation consumes (teachers, built on this layer, implement it)."""
 
 from bayesdistill.train.batches import Batch, TensorBatches
 from bayesdistill.train.distill import LossSpec, distill
@@ -20,6 +21,7 @@ from bayesdistill.train.objective import (
     check_terms,
 )
 from bayesdistill.train.optim import LRFactor, build_optimizer, build_scheduler
+from bayesdistill.train.protocol import Teacher, check_teacher_matches
 from bayesdistill.train.settings import OptimizerName, ScheduleName, TrainSettings
 from bayesdistill.train.targets import CachedTargets, OnlineTargets, predict_in_batches
 
@@ -38,12 +40,14 @@ __all__ = [
     "OptimizerName",
     "ScheduleName",
     "StepInputs",
+    "Teacher",
     "TensorBatches",
     "TrainSettings",
     "WeightedSum",
     "build_optimizer",
     "build_scheduler",
     "check_feature_dims",
+    "check_teacher_matches",
     "check_terms",
     "distill",
     "feature_network",
