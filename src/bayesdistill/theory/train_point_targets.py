@@ -478,5 +478,6 @@ def _figure(
             )
         ax.set(xlabel=name)
     axes[0].set(ylabel="student's ‖p − p*‖ on test points")
-    axes[1].legend(fontsize=7, ncol=2)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return ctx.save_figure(fig, "targets_vs_students")
