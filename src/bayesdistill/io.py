@@ -100,12 +100,18 @@ def files_exist(*paths: str | os.PathLike[str]) -> bool:
     """Whether every path is a file. In a distributed run, rank 0's answer on every rank:
     code that skips work when its output exists must take the same branch on all ranks,
     though rank 0 may already have written the file another rank is looking for."""
-    found = all(Path(p).is_file() for p in paths)
+    return bool(rank0_answer(all(Path(p).is_file() for p in paths)))
+
+
+def rank0_answer(value: Any) -> Any:
+    """``value`` as rank 0 computed it, on every rank of a distributed run (``value`` itself
+    otherwise): decisions about files that rank 0 alone writes must be taken on its view.
+    ``value`` must be picklable; every rank must call this at the same point."""
     if _distributed():
-        box = [found]
+        box = [value]
         torch.distributed.broadcast_object_list(box, src=0)
-        found = bool(box[0])
-    return found
+        value = box[0]
+    return value
 
 
 def _barrier() -> None:
@@ -192,14 +198,26 @@ def load_torch(
     ``format`` than ``expected_format``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what} '{path}' is a folder, not a file; give the file's path")
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"cannot read {what} '{path}': the file is empty (0 bytes), as a copy or a save "
+            "that was cut short leaves it. Re-create it (for a training checkpoint: rerun "
+            "without --resume)."
+        )
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        detail = type(exc).__name__
+        first_line = next(iter(str(exc).splitlines()), "").strip()
+        if first_line:
+            detail += f": {first_line[:200]}"
         raise CheckpointError(
             f"cannot read {what} '{path}': the file is truncated, corrupt or not a "
-            f"bayesdistill {what} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"bayesdistill {what} ({detail}). "
             "Delete it and re-create it (for a training checkpoint: rerun without --resume)."
         ) from exc
     if expected_format is not None:

@@ -145,10 +145,14 @@ def test_resume_finishes_a_killed_study_identically(study_dir, tmp_path):
 
 
 def test_refuses_to_overwrite_or_resume_with_another_config(study_dir):
-    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+    with pytest.raises(ConfigError, match="already holds a study run; pass --resume"):
         run_study(load_config(TINY), study_dir, progress=False)
     other = load_config(TINY, ["student.train.lr=0.5"])
-    with pytest.raises(ConfigError, match="cannot resume .* with a different config"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot resume .*: it holds a run of another config "
+        r"\(config: student.train.lr: 0.1 in the folder, 0.5 here\)",
+    ):
         run_study(other, study_dir, resume=True, progress=False)
 
 

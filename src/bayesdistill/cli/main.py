@@ -6,6 +6,7 @@ Every command that takes a CONFIG also takes ``key.sub=value`` overrides after i
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import time
@@ -159,10 +160,17 @@ def distill(
         final = summary["final"]
         _echo(
             f"student <- {summary['label']} ({summary['loss_label']}): test accuracy "
-            f"{100 * final['test_accuracy']:.2f}%, NLL {final['test_nll']:.3f}, "
-            f"ECE {final['test_ece']:.3f}, fluctuation {summary['fluctuation']:.2f} pp"
+            f"{_number(final.get('test_accuracy'), '.2f', 100)}%, "
+            f"NLL {_number(final.get('test_nll'), '.3f')}, "
+            f"ECE {_number(final.get('test_ece'), '.3f')}, "
+            f"fluctuation {_number(summary.get('fluctuation'), '.2f')} pp"
         )
     _echo(f"run folder: {out}")
+
+
+def _number(value: float | None, fmt: str, scale: float = 1.0) -> str:
+    """A metric read from a summary: JSON has no NaN, so an undefined value is null."""
+    return "n/a" if value is None else format(scale * value, fmt)
 
 
 @app.command()
@@ -205,10 +213,25 @@ def _run_study(config, out: Path, resume: bool, progress: bool) -> None:
 @app.command()
 def report(folder: Annotated[Path, typer.Argument(help="A study's output folder.")]) -> None:
     """Rewrite results.csv, results.md and plots/ of a study from its run folders."""
+    from bayesdistill.errors import ConfigError
     from bayesdistill.reports import write_reports
+    from bayesdistill.runner.identity import recorded_kind
+    from bayesdistill.runner.layout import RunKind, RunLayout
 
-    if not (folder / "config.yaml").is_file():
-        raise FileNotFoundError(f"'{folder}' is not a study folder (no config.yaml)")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"study folder not found: '{folder}'")
+    kind = recorded_kind(RunLayout(folder))
+    if kind is None:
+        raise ConfigError(
+            f"'{folder}' is not a study folder: it holds no bayesdistill run (no config.yaml); "
+            "give the --out folder of a `bayesdistill study`"
+        )
+    if kind is not RunKind.STUDY:
+        raise ConfigError(
+            f"'{folder}' is not a study folder: it holds a {kind.value} run (made by "
+            f"`bayesdistill {kind.value}`); `report` rewrites the tables of a study, so give "
+            "the --out folder of a `bayesdistill study`"
+        )
     write_reports(folder)
     _echo((folder / "results.md").read_text(encoding="utf-8"))
 
@@ -281,17 +304,19 @@ def list_registered(
 
 
 def main() -> None:
-    """Console entry point: run the app and turn our errors into one clear line.
+    """Console entry point: run the app and turn a user's error into one clear line.
 
-    Under ``torchrun`` every process joins the process group first, so each training
-    run is distributed over the processes (`bayesdistill.train.distributed`).
+    Bad input of every kind (config, flags, data, files, ``--out``, the environment) ends
+    with ``error: ...`` on stderr and exit status 2, usage errors with the parser's usage
+    message; a bug (any other exception) keeps its traceback. Under ``torchrun`` every
+    process joins the process group first, so each training run is distributed over the
+    processes (`bayesdistill.train.distributed`).
     """
     try:
         _join_torchrun()
         app(standalone_mode=False)
     except (BayesDistillError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("interrupted; rerun the same command with --resume to continue", err=True)
         sys.exit(130)
@@ -302,6 +327,60 @@ def main() -> None:
     except USAGE_ERRORS as exc:  # a misspelled command or option, a missing value, ...
         exc.show()  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except FloatingPointError as exc:  # training diverged: the message says what to change
+        _fail(str(exc))
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        _fail(message)
+    except MemoryError:
+        _fail("out of memory; lower the batch size, the data size or the model's width")
+    except RuntimeError as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        _fail(f"{str(exc).splitlines()[0]}; lower the batch size or the model's width")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+OS_ERROR_HINTS = {
+    errno.EACCES: "permission denied; choose a path you may write to, or change its permissions",
+    errno.EPERM: "operation not permitted; choose a path you may write to",
+    errno.ENOTDIR: "a part of this path is a file, not a folder",
+    errno.EISDIR: "this is a folder, not a file",
+    errno.ENOSPC: "no space left on the device; free some space or choose another disk",
+    errno.EROFS: "the file system is read-only; choose a path on a writable disk",
+    getattr(
+        errno, "EDQUOT", errno.ENOSPC
+    ): "disk quota exceeded; free some space or choose another disk",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.EEXIST: "it already exists",
+    errno.ENOENT: "no such file or folder",
+}
+"""What an OS error on a path means for a user (by errno)."""
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """``'<path>': <problem>`` for an OS error on a file or folder (None when the error
+    names no path and no known problem: a bug, which keeps its traceback)."""
+    problem = OS_ERROR_HINTS.get(exc.errno or -1) or exc.strerror
+    if exc.filename is None:
+        return None if exc.errno not in OS_ERROR_HINTS else f"{problem} ({exc})"
+    where = f"'{exc.filename}'"
+    if exc.filename2 is not None:
+        where += f" -> '{exc.filename2}'"
+    return f"{where}: {problem or exc}"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """torch's CUDA/MPS out-of-memory errors, without importing torch."""
+    torch = sys.modules.get("torch")
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    return (isinstance(oom, type) and isinstance(exc, oom)) or "out of memory" in str(exc)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ loss may instead be a weighted sum ``{label: ..., terms: [{name, weight, <option
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import pydantic
@@ -24,6 +25,7 @@ from pydantic import (
 
 from bayesdistill.data import AUGMENTATIONS, DATASETS, LoaderOptions, Standardization
 from bayesdistill.losses import LOSSES, loss_kind
+from bayesdistill.losses.feature import FEATURE_LOSSES
 from bayesdistill.models import MODELS
 from bayesdistill.registry import Registry
 from bayesdistill.teachers import TEACHERS, needs_network
@@ -35,6 +37,8 @@ from bayesdistill.train.targets import TeacherCache
 from bayesdistill.train.views import DEFAULT_VIEWS
 
 NO_TEACHER = "none"
+DEFAULT_TEST_FRACTION = 0.2
+"""``data.test_fraction`` of a dataset without its own test split, when not given."""
 """Pseudo teacher kind of a study: the student trained on one-hot labels alone."""
 PARAMETRIC_AUGMENTATIONS = tuple(
     name for name in AUGMENTATIONS.names() if AUGMENTATIONS.entry(name).tags.get("parametric")
@@ -44,6 +48,32 @@ PARAMETRIC_AUGMENTATIONS = tuple(
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def check_finite_options(registry: Registry, name: str, options: dict[str, Any]) -> None:
+    """Refuse NaN in any option of ``name``, and ±inf unless the option's default is
+    infinite itself (``beta: .inf`` of ``w2_joint``, ``clip_radius`` of IVON mean "no
+    limit"); YAML reads ``.inf`` and ``.nan`` as numbers, which no range check catches."""
+    defaults = {opt.name: opt.default for opt in registry.entry(name).options}
+    for key, value in options.items():
+        for number in _numbers(value):
+            if math.isnan(number):
+                raise ValueError(f"{registry.kind} '{name}': option '{key}' is NaN; give a number")
+            default = defaults.get(key)
+            if math.isinf(number) and not (isinstance(default, float) and math.isinf(default)):
+                raise ValueError(
+                    f"{registry.kind} '{name}': option '{key}' must be finite, got {number}"
+                )
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [n for item in value for n in _numbers(item)]
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in _numbers(item)]
+    return []
 
 
 class NamedSpec(BaseModel):
@@ -66,6 +96,7 @@ class NamedSpec(BaseModel):
         options = {k: v for k, v in (self.model_extra or {}).items()}
         if self.name not in self.reserved:
             validated = self.registry.validate_options(self.name, options)
+            check_finite_options(self.registry, self.name, validated)
             for key, value in validated.items():
                 self.__pydantic_extra__[key] = value  # type: ignore[index]
         elif options:
@@ -107,6 +138,8 @@ class LossTermConfig(BaseModel):
     @model_validator(mode="after")
     def _validate_options(self) -> LossTermConfig:
         checked = check_term(LossTerm(self.name, self.weight, self.options, self.label))
+        registry = LOSSES if loss_kind(self.name) == "response" else FEATURE_LOSSES
+        check_finite_options(registry, self.name, checked.options)
         for key, value in checked.options.items():
             self.__pydantic_extra__[key] = value  # type: ignore[index]
         return self
@@ -165,6 +198,7 @@ class LossConfig(BaseModel):
             if loss_kind(self.name) == "feature":
                 check_combination([self.name], [self.name])  # explains what to add
             validated = LOSSES.validate_options(self.name, options)
+            check_finite_options(LOSSES, self.name, validated)
             for key, value in validated.items():
                 self.__pydantic_extra__[key] = value  # type: ignore[index]
             return self
@@ -224,13 +258,19 @@ class AugmentConfig(NamedSpec):
 
 
 class DataConfig(NamedSpec):
-    """A dataset from the registry, how it is split, and how inputs are standardised."""
+    """A dataset from the registry, how it is split, and how inputs are standardised.
+
+    ``val_fraction`` of the training pool is held out for validation. ``test_fraction``
+    (default `DEFAULT_TEST_FRACTION`) is held out for testing when the dataset has no test
+    split of its own; a dataset with its own test split (MNIST-1D, CIFAR, an ``npz`` file
+    with ``x_test``) tests on that split, and giving ``test_fraction`` for it is an error.
+    """
 
     registry = DATASETS
 
     name: str = "mnist1d"
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    test_fraction: float | None = Field(None, ge=0.0, lt=1.0)
     split_seed: int = 0
     standardize: Standardization = Standardization.FEATURE
 

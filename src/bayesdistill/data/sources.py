@@ -89,9 +89,21 @@ def npz(*, path: str, num_classes: int | None = None) -> RawDataset:
         )
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"'{file}': x_test and y_test must be given together")
+    for key in ("x", "y", "x_test", "y_test"):
+        if key in arrays and (arrays[key].ndim == 0 or arrays[key].shape[0] == 0):
+            raise DataError(
+                f"'{file}': array '{key}' holds no examples (shape {list(arrays[key].shape)}); "
+                f"{key} must have shape (N, ...) with N >= 1"
+            )
     if num_classes is None:
         labels = [arrays["y"]] + ([arrays["y_test"]] if "y_test" in arrays else [])
-        num_classes = int(max(int(np.max(lab)) for lab in labels if lab.size)) + 1
+        for lab in labels:
+            if lab.dtype.kind not in "iubf":
+                raise DataError(f"'{file}': labels must be integers, got dtype {lab.dtype}")
+        # non-finite float labels are reported by as_tensor_data below
+        finite = [lab[np.isfinite(lab)] if lab.dtype.kind == "f" else lab for lab in labels]
+        seen = [int(np.max(lab)) for lab in finite if lab.size]
+        num_classes = max(seen) + 1 if seen else 2
     source = f"npz file '{file}'"
     train = as_tensor_data(arrays["x"], arrays["y"], num_classes, arrays.get("bcp"), source=source)
     if "x_test" in arrays:

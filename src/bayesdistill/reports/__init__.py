@@ -13,6 +13,7 @@ from bayesdistill.reports.plots import (
 )
 from bayesdistill.reports.stats import IntervalMethod, PairedComparison, compare_paired
 from bayesdistill.reports.tables import csv_text, markdown, mean_std, paired, write_tables
+from bayesdistill.runner.layout import RunLayout
 
 
 def write_reports(
@@ -26,7 +27,7 @@ def write_reports(
     """
     results = collect(folder)
     write_tables(results, interval, bootstrap_seed)
-    plots = results.folder / "plots"
+    plots = RunLayout(results.folder).plots
     plot_learning_curves(results, plots / "student_learning_curves.png")
     plot_reliability(results, plots / "teacher_reliability.png")
     plot_teacher_vs_student(results, plots / "teacher_vs_student.png")

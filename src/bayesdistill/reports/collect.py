@@ -21,13 +21,11 @@ import yaml
 
 from bayesdistill.io import JsonLines, load_torch, read_json
 from bayesdistill.metrics import best_point, mean_total_variation
+from bayesdistill.runner.layout import ONE_HOT, RunLayout
 
 METRICS = ("accuracy", "top5_accuracy", "nll", "ece", "brier")
-NO_TEACHER = "none"
+NO_TEACHER = ONE_HOT
 REFERENCE_TEACHER = "deterministic"
-TEACHER_NETWORK_DIR = "teacher_network"
-"""Where the runner keeps the teacher network's run in a seed folder (metrics.jsonl, ...)."""
-CURVE_FILE = "metrics.jsonl"
 BEST_COLUMNS = ("best_val_accuracy", "best_val_epoch", "best_test_accuracy")
 CSV_COLUMNS = (
     "role",
@@ -95,25 +93,27 @@ def _kind_label(kind: Any) -> tuple[str, str]:
 
 
 def collect(folder: str | Path) -> StudyResults:
-    """Read ``config.yaml``, ``data.json`` and every seed's summaries under ``folder``."""
-    folder = Path(folder)
-    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    data = read_json(folder / "data.json") if (folder / "data.json").is_file() else {}
+    """Read ``config.yaml``, ``data.json`` and every seed's summaries under ``folder``
+    (a study's folder, `RunLayout`)."""
+    layout = RunLayout(Path(folder))
+    folder = layout.root
+    config = yaml.safe_load(layout.config.read_text(encoding="utf-8"))
+    data = read_json(layout.data) if layout.data.is_file() else {}
     pairs = [_kind_label(k) for k in config["teachers"]]
     losses = [loss.get("label") or loss["name"] for loss in config["student"]["losses"]]
     results = StudyResults(folder, config, data, [label for label, _ in pairs], dict(pairs), losses)
     reference = next((lab for lab, name in pairs if name == REFERENCE_TEACHER), None)
     for seed in results.seeds:
-        seed_dir = folder / f"seed_{seed}"
+        pieces = layout.seed(seed)
         probs: dict[str, Any] = {}
         for label in results.kinds:
-            tdir = seed_dir / "teachers" / label
-            if (tdir / "test_probs.pt").is_file():
-                state = load_torch(tdir / "test_probs.pt", what="predictions")
+            test_probs = pieces.teacher(label).test_probs
+            if test_probs.is_file():
+                state = load_torch(test_probs, what="predictions")
                 probs[label] = (state["probs"], state["labels"])
                 results.teacher_probs.setdefault(label, []).append(probs[label])
         for label in results.kinds:
-            tsum = seed_dir / "teachers" / label / "summary.json"
+            tsum = pieces.teacher(label).summary
             if tsum.is_file():
                 summary = read_json(tsum)
                 row = _row("teacher", label, seed, summary["test"], summary)
@@ -126,21 +126,21 @@ def collect(folder: str | Path) -> StudyResults:
                         probs[label][0], probs[reference][0]
                     )
                 if dict(pairs)[label] == REFERENCE_TEACHER:
-                    network_curve = JsonLines(seed_dir / TEACHER_NETWORK_DIR / CURVE_FILE)
+                    network_curve = JsonLines(pieces.network.metrics)
                     row.update(best_accuracies(network_curve.read()))
                 results.rows.append(row)
-            student_dirs = (
-                [(NO_TEACHER, seed_dir / "students" / NO_TEACHER)]
+            students = (
+                [(NO_TEACHER, pieces.one_hot_student)]
                 if dict(pairs)[label] == NO_TEACHER
-                else [(loss, seed_dir / "students" / loss / label) for loss in losses]
+                else [(loss, pieces.student(loss, label)) for loss in losses]
             )
-            for loss, sdir in student_dirs:
-                if (sdir / "summary.json").is_file():
-                    summary = read_json(sdir / "summary.json")
+            for loss, files in students:
+                if files.summary.is_file():
+                    summary = read_json(files.summary)
                     row = _row("student", label, seed, summary["final"], summary)
                     row["loss"] = summary.get("loss_label", loss)
                     results.rows.append(row)
-                    curve = JsonLines(sdir / CURVE_FILE).read()
+                    curve = JsonLines(files.metrics).read()
                     row.update(best_accuracies(curve))
                     results.curves.setdefault((loss, label), {})[seed] = curve
     return results

@@ -10,7 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bayesdistill.config.schema import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
+from bayesdistill.config.schema import (
+    DEFAULT_TEST_FRACTION,
+    AugmentConfig,
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+)
 from bayesdistill.data import AUGMENTATIONS, DATASETS, DataSplits, make_splits
 from bayesdistill.data.augment import Augmentation, Compose
 from bayesdistill.data.stream import LabelledData, LoaderOptions
@@ -68,13 +74,26 @@ def resolve_device(name: str) -> torch.device:
 
 def load_data(config: DataConfig, loader: LoaderOptions | None = None) -> DataSplits:
     """Generate or read the dataset and split it as configured. A streamed dataset
-    (``image_folder``, ``arrays_on_disk``) gives `StreamData` splits read with ``loader``."""
+    (``image_folder``, ``arrays_on_disk``) gives `StreamData` splits read with ``loader``.
+
+    ``config.test_fraction`` applies to datasets without a test split of their own
+    (default `DEFAULT_TEST_FRACTION`); given for one that has its own, it is refused
+    (`ConfigError`) rather than silently ignored.
+    """
     raw = DATASETS.build(config.name, **config.options)
+    own_test = raw.test if isinstance(raw, RawStream) else raw.y_test
+    if own_test is not None and config.test_fraction is not None:
+        raise ConfigError(
+            f"data.test_fraction={config.test_fraction} does not apply: dataset "
+            f"'{config.name}' has a test split of its own ({len(own_test)} examples), which "
+            "is the test set; remove data.test_fraction (data.val_fraction still applies)"
+        )
+    test_fraction = DEFAULT_TEST_FRACTION if config.test_fraction is None else config.test_fraction
     if isinstance(raw, RawStream):
         return make_stream_splits(
             raw,
             val_fraction=config.val_fraction,
-            test_fraction=config.test_fraction,
+            test_fraction=test_fraction,
             seed=config.split_seed,
             standardize=config.standardize,
             loader=loader,
@@ -82,7 +101,7 @@ def load_data(config: DataConfig, loader: LoaderOptions | None = None) -> DataSp
     return make_splits(
         raw,
         val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
+        test_fraction=test_fraction,
         seed=config.split_seed,
         standardize=config.standardize,
     )

@@ -1,15 +1,39 @@
-"""Single runs: fit teachers (``bayesdistill teacher``), distil one student (``distill``)."""
+"""Single runs: fit teachers (``bayesdistill teacher``), distil one student (``distill``).
+
+Both check everything (config, device, data, losses, the teacher file and whether it fits
+the data, ``--out``) before their run folder is created, record what made the run
+(`bayesdistill.runner.identity`) and refuse to resume a folder made by another seed,
+config, teacher file or dataset. Their folders' layouts are in `RunLayout`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from bayesdistill.config.schema import ExperimentConfig
+from bayesdistill.config.loading import dump_config
+from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig
+from bayesdistill.io import read_json
+from bayesdistill.runner.checks import check_teacher_fits
 from bayesdistill.runner.common import load_data, log, resolve_device
-from bayesdistill.runner.students import check_student_losses, train_student
-from bayesdistill.runner.study import prepare_output
-from bayesdistill.runner.teachers import TEACHERS_DIR, run_teacher_stage
+from bayesdistill.runner.identity import (
+    RunIdentity,
+    RunState,
+    data_fingerprint,
+    file_sha256,
+    finish_run,
+    inspect_output,
+    open_run,
+)
+from bayesdistill.runner.layout import RunKind, RunLayout
+from bayesdistill.runner.students import (
+    check_student_losses,
+    train_student,
+    uses_probabilities,
+    uses_teacher,
+)
+from bayesdistill.runner.study import config_values
+from bayesdistill.runner.teachers import run_teacher_stage
 from bayesdistill.teachers import SavableTeacher, load_teacher
 
 
@@ -25,16 +49,29 @@ def run_teachers(
 
     Each teacher lands in ``out/teachers/<label>/teacher.pt``, ready for `run_distill`.
     """
-    out = Path(out)
+    layout = RunLayout(Path(out))
+    existing = inspect_output(layout, kind=RunKind.TEACHER, resume=resume)
     device = resolve_device(config.device)
     config.runtime.acceleration().check(device)
-    prepare_output(config, out, resume)
     seed = config.seeds[0] if seed is None else seed
     splits = load_data(config.data, config.runtime.loader_options())
-    teachers = run_teacher_stage(
-        config, splits, seed, out, device, resume=resume, progress=progress
+    labels = [kind.key for kind in config.teachers if kind.name != NO_TEACHER]
+    files = {label: layout.pieces.teacher(label).teacher for label in labels}
+    identity = RunIdentity(
+        RunKind.TEACHER, config_values(config), seed=seed, data=data_fingerprint(splits)
     )
-    return {label: out / TEACHERS_DIR / label / "teacher.pt" for label in teachers}
+    outputs = [*files.values(), *(layout.pieces.teacher(label).summary for label in labels)]
+    state = open_run(
+        layout, identity, existing, dump_config(config), device=device, outputs=outputs
+    )
+    if state is RunState.FINISHED:
+        log.info("'%s' holds finished teachers of seed %d; nothing to do", layout.root, seed)
+        return files
+    run_teacher_stage(
+        config, splits, seed, layout.pieces.folder, device, resume=resume, progress=progress
+    )
+    finish_run(layout, identity)
+    return files
 
 
 def run_distill(
@@ -49,48 +86,81 @@ def run_distill(
     """Distil a student from a saved teacher file for each configured loss (in
     ``out/<loss label>/``), or one student from one-hot labels (in ``out/``) when
     ``teacher`` is None. Returns the students' summaries."""
-    out = Path(out)
+    layout = RunLayout(Path(out))
+    existing = inspect_output(layout, kind=RunKind.DISTILL, resume=resume)
     device = resolve_device(config.device)
     accel = config.runtime.acceleration()
     accel.check(device)
-    prepare_output(config, out, resume)
     seed = config.seeds[0] if seed is None else seed
     loaded: SavableTeacher | None = None
     if teacher is not None:
         loaded = load_teacher(teacher, device)
-        log.info("distilling from %s teacher '%s'", loaded.kind, teacher)
     splits = load_data(config.data, config.runtime.loader_options())
     check_student_losses(config.student, splits.num_classes)
+    losses = list(config.student.losses)
+    if loaded is not None and any(uses_teacher(loss) for loss in losses):
+        check_teacher_fits(
+            loaded,
+            splits,
+            classes=any(uses_probabilities(loss) for loss in losses),
+            where=f"'{teacher}'",
+        )
+    students = (
+        [layout.distilled_student(None)]
+        if loaded is None
+        else [layout.distilled_student(loss.key) for loss in losses]
+    )
+    identity = RunIdentity(
+        RunKind.DISTILL,
+        config_values(config),
+        seed=seed,
+        teacher=None
+        if teacher is None
+        else {"path": str(Path(teacher).resolve()), "sha256": file_sha256(teacher)},
+        data=data_fingerprint(splits),
+    )
+    outputs = [path for s in students for path in (s.summary, s.network)]
+    state = open_run(
+        layout, identity, existing, dump_config(config), device=device, outputs=outputs
+    )
+    if state is RunState.FINISHED:
+        log.info("'%s' holds finished students of this teacher; nothing to do", layout.root)
+        return [read_json(s.summary) for s in students]
+    if loaded is not None:
+        log.info("distilling from %s teacher '%s'", loaded.kind, teacher)
     if loaded is None:
-        return [
+        summaries = [
             train_student(
                 config.student,
                 splits,
                 seed,
                 None,
                 None,
-                "none",
-                out,
+                NO_TEACHER,
+                students[0].folder,
                 device,
                 resume=resume,
                 progress=progress,
                 accel=accel,
             )
         ]
-    return [
-        train_student(
-            config.student,
-            splits,
-            seed,
-            loaded,
-            loss,
-            loaded.kind,
-            out / loss.key,
-            device,
-            resume=resume,
-            progress=progress,
-            targets_cache=out / "train_probs.pt",
-            accel=accel,
-        )
-        for loss in config.student.losses
-    ]
+    else:
+        summaries = [
+            train_student(
+                config.student,
+                splits,
+                seed,
+                loaded,
+                loss,
+                loaded.kind,
+                student.folder,
+                device,
+                resume=resume,
+                progress=progress,
+                targets_cache=layout.distill_targets,
+                accel=accel,
+            )
+            for loss, student in zip(losses, students, strict=True)
+        ]
+    finish_run(layout, identity)
+    return summaries

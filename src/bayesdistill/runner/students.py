@@ -1,7 +1,7 @@
 """Student stage: distil one student from one teacher (or from one-hot labels).
 
-Folder layout: ``students/<label>/`` with metrics.jsonl, checkpoint.pt, student.pt,
-summary.json. Students of one seed share their initial weights, their training subset and
+Folder layout (`bayesdistill.runner.layout.StudentFiles`): metrics.jsonl, checkpoint.pt,
+student.pt, summary.json. Students of one seed share their initial weights, their training subset and
 their batch order, so differences between teacher kinds are paired.
 """
 
@@ -30,8 +30,9 @@ from bayesdistill.runner.common import (
     network_evaluator,
     save_network,
 )
+from bayesdistill.runner.layout import STUDENTS_DIR as STUDENTS_DIR  # re-exported
+from bayesdistill.runner.layout import VIEW_CACHE, StudentFiles
 from bayesdistill.runner.teachers import (
-    VIEW_CACHE,
     cached_teacher_probs,
     cached_view_cache,
     curve_fluctuation,
@@ -43,7 +44,6 @@ from bayesdistill.train import distill
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.targets import TeacherCache, resolve_cache
 
-STUDENTS_DIR = "students"
 COMPOSITE = "composite"
 """The ``loss`` of a student summary whose loss is a weighted sum (see ``loss_terms``)."""
 
@@ -114,8 +114,9 @@ def train_student(
     ``labels``, ``out_of_fold``, ``held_out``, ``in_sample``, or ``predictions`` (a teacher
     whose training data is unknown).
     """
-    summary_file = folder / "summary.json"
-    if resume and files_exist(summary_file, folder / "student.pt"):
+    files = StudentFiles(folder)
+    summary_file = files.summary
+    if resume and files_exist(summary_file, files.network):
         log.info("seed %d: student '%s' (%s) already trained", seed, label, folder.name)
         return read_json(summary_file)
     index = student_indices(config, splits, seed)
@@ -171,7 +172,7 @@ def train_student(
         targets = target_source(teacher, splits.train)
         if targets == "predictions" and held_out is not None:
             targets = "held_out" if held_out else "in_sample"
-    save_network(folder / "student.pt", result.model)
+    save_network(files.network, result.model)
     summary = {
         "label": label,
         "loss": loss_name,

@@ -1,17 +1,15 @@
 """The study: for each seed, one teacher network, every teacher kind, one student per kind.
 
-Output folder::
+Its folder (`bayesdistill.runner.layout.RunLayout`): run.json, config.yaml,
+environment.json, data.json, timing.json, ``seed_<s>/`` (teacher_network/,
+teachers/<label>/, students/none/, students/<loss>/<teacher label>/), results.csv,
+results.md, plots/.
 
-    config.yaml           the resolved config (defaults filled in): reruns reproduce it
-    data.json             dataset facts
-    seed_<s>/             teacher_network/, teachers/<label>/,
-                          students/none/ (one-hot), students/<loss>/<teacher label>/
-    results.csv           one row per model and seed
-    results.md            mean ± std over seeds, paired differences
-    plots/                learning curves, reliability diagrams
-
-A study is resumable: ``resume=True`` skips finished pieces and continues interrupted
-training from its last checkpoint.
+Everything is checked (config, device, data, losses, ``--out``) before the folder is
+created, so a study that cannot start leaves nothing behind. A study is resumable:
+``resume=True`` checks that the folder holds a study of the same config and data
+(`bayesdistill.runner.identity`), skips finished pieces and continues interrupted training
+from its last checkpoint; resuming a finished study does nothing.
 """
 
 from __future__ import annotations
@@ -19,56 +17,61 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bayesdistill.config.loading import dump_config, load_config
+import yaml
+
+from bayesdistill.config.loading import dump_config
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig
-from bayesdistill.errors import ConfigError
-from bayesdistill.io import remove_stale_temporaries, write_json, write_text
+from bayesdistill.io import write_json
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.common import experiment_summary, load_data, log, resolve_device
-from bayesdistill.runner.students import STUDENTS_DIR, check_student_losses, train_student
-from bayesdistill.runner.teachers import TEACHERS_DIR, TRAIN_PROBS, run_teacher_stage
-
-CONFIG_NAME = "config.yaml"
+from bayesdistill.runner.identity import (
+    RunIdentity,
+    RunState,
+    data_fingerprint,
+    finish_run,
+    inspect_output,
+    open_run,
+)
+from bayesdistill.runner.layout import RunKind, RunLayout
+from bayesdistill.runner.students import check_student_losses, train_student
+from bayesdistill.runner.teachers import run_teacher_stage
 
 
 def seed_dir(out: Path, seed: int) -> Path:
-    return out / f"seed_{seed}"
+    """A study's seed folder (`RunLayout.seed`)."""
+    return RunLayout(out).seed(seed).folder
 
 
-def prepare_output(config: ExperimentConfig, out: Path, resume: bool) -> None:
-    """Create ``out`` for a new run, or check that a resumed run has the same config."""
-    saved = out / CONFIG_NAME
-    if saved.is_file():
-        if not resume:
-            raise ConfigError(
-                f"'{out}' already holds a run; pass --resume to continue it, or choose "
-                "another --out folder"
-            )
-        if dump_config(load_config(saved)) != dump_config(config):
-            raise ConfigError(
-                f"cannot resume '{out}' with a different config; its config is {saved}. "
-                "Resume with that config, or choose another --out folder"
-            )
-    elif out.exists() and any(out.iterdir()) and not resume:
-        raise ConfigError(f"output folder '{out}' is not empty; choose another --out folder")
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    write_text(saved, dump_config(config))
+def config_values(config: ExperimentConfig) -> dict:
+    """The resolved config as the plain values its config.yaml holds."""
+    return yaml.safe_load(dump_config(config))
 
 
 def run_study(
     config: ExperimentConfig, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> Path:
     """Run (or resume) a study and write its results; returns ``out``."""
-    out = Path(out)
+    layout = RunLayout(Path(out))
+    existing = inspect_output(layout, kind=RunKind.STUDY, resume=resume)
     device = resolve_device(config.device)
     accel = config.runtime.acceleration()
-    accel.check(device)  # before the run folder is made: a bad option leaves nothing
-    prepare_output(config, out, resume)
-    tic = time.perf_counter()
+    accel.check(device)
     splits = load_data(config.data, config.runtime.loader_options())
     check_student_losses(config.student, splits.num_classes)
-    write_json(out / "data.json", experiment_summary(config, splits))
+    identity = RunIdentity(RunKind.STUDY, config_values(config), data=data_fingerprint(splits))
+    state = open_run(
+        layout,
+        identity,
+        existing,
+        dump_config(config),
+        device=device,
+        outputs=(layout.results_csv, layout.results_md),
+    )
+    if state is RunState.FINISHED:
+        log.info("'%s' holds a finished study of this config; nothing to do", layout.root)
+        return layout.root
+    tic = time.perf_counter()
+    write_json(layout.data, experiment_summary(config, splits))
     log.info(
         "study: %s, %d train / %d val / %d test, %d classes, device %s, seeds %s",
         splits.name,
@@ -80,11 +83,10 @@ def run_study(
         config.seeds,
     )
     for seed in config.seeds:
-        folder = seed_dir(out, seed)
+        pieces = layout.seed(seed)
         teachers = run_teacher_stage(
-            config, splits, seed, folder, device, resume=resume, progress=progress
+            config, splits, seed, pieces.folder, device, resume=resume, progress=progress
         )
-        students = folder / STUDENTS_DIR
         if any(kind.name == NO_TEACHER for kind in config.teachers):
             train_student(
                 config.student,
@@ -93,7 +95,7 @@ def run_study(
                 None,
                 None,
                 NO_TEACHER,
-                students / NO_TEACHER,
+                pieces.one_hot_student.folder,
                 device,
                 resume=resume,
                 progress=progress,
@@ -110,14 +112,15 @@ def run_study(
                     teachers[kind.key],
                     loss,
                     kind.key,
-                    students / loss.key / kind.key,
+                    pieces.student(loss.key, kind.key).folder,
                     device,
                     resume=resume,
                     progress=progress,
-                    targets_cache=folder / TEACHERS_DIR / kind.key / TRAIN_PROBS,
+                    targets_cache=pieces.teacher(kind.key).train_probs,
                     held_out=config.teacher.exclude_student_subset,
                     accel=accel,
                 )
-    write_json(out / "timing.json", {"seconds": time.perf_counter() - tic, "resumed": resume})
-    write_reports(out)
-    return out
+    write_json(layout.timing, {"seconds": time.perf_counter() - tic, "resumed": resume})
+    write_reports(layout.root)
+    finish_run(layout, identity)
+    return layout.root

@@ -1,11 +1,7 @@
 """Teacher stage of a run: train the teacher network once, build every teacher kind from it.
 
-Folder layout under a seed's directory::
-
-    teacher_network/   metrics.jsonl, checkpoint.pt, network.pt, summary.json
-    teachers/<label>/  teacher.pt, summary.json, test_probs.pt  (IVON: train/ with its run)
-
-Every finished piece is detected on ``resume`` and loaded instead of recomputed.
+Where its files go under a seed's folder is `bayesdistill.runner.layout.SeedLayout`
+(``teacher_network/``, ``teachers/<label>/``). Every finished piece is detected on ``resume`` and loaded instead of recomputed.
 """
 
 from __future__ import annotations
@@ -36,6 +32,13 @@ from bayesdistill.runner.common import (
     save_network,
     split_metrics,
 )
+from bayesdistill.runner.layout import (
+    NETWORK_DIR as NETWORK_DIR,  # (re-exported for older imports, as the three below)
+)
+from bayesdistill.runner.layout import TEACHERS_DIR as TEACHERS_DIR
+from bayesdistill.runner.layout import TRAIN_PROBS as TRAIN_PROBS
+from bayesdistill.runner.layout import VIEW_CACHE as VIEW_CACHE
+from bayesdistill.runner.layout import NetworkFiles, SeedLayout, TeacherFiles
 from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import (
     TEACHERS,
@@ -53,13 +56,9 @@ from bayesdistill.train import fit, predict_in_batches
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.views import ViewCache, build_view_cache
 
-NETWORK_DIR = "teacher_network"
-TEACHERS_DIR = "teachers"
 PROBS_FORMAT = "bayesdistill.predictions"
 TARGETS_FORMAT = "bayesdistill.targets"
-TRAIN_PROBS = "train_probs.pt"
 VIEWS_FORMAT = "bayesdistill.view_cache"
-VIEW_CACHE = "train_views.pt"
 CURVE_KEY = "test_accuracy"
 
 
@@ -123,8 +122,9 @@ def train_teacher_network(
     progress: bool,
 ) -> Classifier:
     """Train (or, when finished earlier, load) the network the teacher kinds are built from."""
-    done = folder / "network.pt"
-    if resume and files_exist(done, folder / "summary.json"):
+    files = NetworkFiles(folder)
+    done = files.network
+    if resume and files_exist(done, files.summary):
         log.info("seed %d: teacher network already trained, loading %s", seed, done)
         return load_network(done, device)
     network = init_network(config.teacher.model, splits, seed, TEACHER_INIT_STREAM, device)
@@ -145,7 +145,7 @@ def train_teacher_network(
     )
     save_network(done, result.model)
     write_json(
-        folder / "summary.json",
+        files.summary,
         {
             "final": result.final,
             "fluctuation": curve_fluctuation(result.history),
@@ -176,12 +176,13 @@ def build_teacher(
     ``plan``: the folds of a cross-fitted kind (``kind.cross_fit``). ``student_train``: the
     training set students learn from, when the teacher's own is smaller (held-out teachers).
     """
-    teacher_file, summary_file = folder / "teacher.pt", folder / "summary.json"
+    files = TeacherFiles(folder)
+    teacher_file, summary_file = files.teacher, files.summary
     if context.resume and files_exist(teacher_file, summary_file):
         log.info("seed %d: teacher '%s' already built, loading", context.seed, kind.key)
         return load_teacher(teacher_file, _device(context))
     tic = time.perf_counter()
-    context = replace(context, run_dir=folder / "train")
+    context = replace(context, run_dir=files.train_dir)
     if plan is not None:
         teacher = plan.in_run_dir(context.run_dir).build(
             kind.name, predictor=kind.cross_fit_predictor, **kind.options
@@ -197,13 +198,13 @@ def build_teacher(
     val_probs = predict_in_batches(teacher, splits.val, accel=context.accel).cpu()
     # what students learn from: the teacher's predictions on the training set (cached)
     train = splits.train if student_train is None else student_train
-    train_probs = cached_teacher_probs(teacher, train, folder / TRAIN_PROBS).cpu()
+    train_probs = cached_teacher_probs(teacher, train, files.train_probs).cpu()
     targets = target_source(teacher, train)
     if targets != "out_of_fold":
         targets = "in_sample" if student_train is None else "held_out"
     own_curve = JsonLines(context.run_dir / "metrics.jsonl").read()
     save_torch(
-        folder / "test_probs.pt",
+        files.test_probs,
         {"format": PROBS_FORMAT, "probs": test_probs, "labels": splits.test.y.cpu()},
     )
     test = split_metrics(test_probs, splits.test, "test")
@@ -251,6 +252,7 @@ def run_teacher_stage(
     With ``teacher.exclude_student_subset`` the network and every kind are trained without
     the student's examples (held-out distillation).
     """
+    pieces = SeedLayout(seed_dir)
     kinds = [k for k in config.teachers if k.name != NO_TEACHER]
     student_splits = splits
     if config.teacher.exclude_student_subset:
@@ -258,9 +260,9 @@ def run_teacher_stage(
     network, network_fluct = None, float("nan")
     if any(needs_network(k.name) for k in kinds):
         network = train_teacher_network(
-            config, splits, seed, seed_dir / NETWORK_DIR, device, resume=resume, progress=progress
+            config, splits, seed, pieces.network.folder, device, resume=resume, progress=progress
         )
-        network_fluct = read_json(seed_dir / NETWORK_DIR / "summary.json")["fluctuation"]
+        network_fluct = read_json(pieces.network.summary)["fluctuation"]
     context = TeacherContext(
         splits=splits,
         seed=seed,
@@ -274,16 +276,14 @@ def run_teacher_stage(
         accel=config.runtime.acceleration(),
     )
     plans = {  # the folds (and fold networks) are shared by the kinds with the same K
-        k: CrossFitPlan.make(
-            replace(context, run_dir=seed_dir / TEACHERS_DIR / f"cross_fit_{k}"), k
-        )
+        k: CrossFitPlan.make(replace(context, run_dir=pieces.cross_fit(k)), k)
         for k in sorted({kind.cross_fit for kind in kinds if kind.cross_fit is not None})
     }
     return {
         kind.key: build_teacher(
             kind,
             context,
-            seed_dir / TEACHERS_DIR / kind.key,
+            pieces.teacher(kind.key).folder,
             network_fluctuation=network_fluct,
             plan=None if kind.cross_fit is None else plans[kind.cross_fit],
             student_train=None if student_splits is splits else student_splits.train,
@@ -304,12 +304,6 @@ def held_out_splits(config: ExperimentConfig, splits: DataSplits, seed: int) -> 
         int((~keep).sum()),
     )
     return splits.with_train(splits.train.subset(torch.nonzero(keep).flatten()))
-
-
-def load_predictions(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probs, labels) saved by the teacher stage."""
-    state = load_torch(path, what="predictions", expected_format=PROBS_FORMAT)
-    return state["probs"], state["labels"]
 
 
 def _device(context: TeacherContext) -> torch.device:

@@ -27,6 +27,8 @@ from bayesdistill.config.loading import apply_override, format_validation_error
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import write_json, write_text
 from bayesdistill.registry import Registry
+from bayesdistill.runner.identity import RunIdentity, finish_run, inspect_output, open_run
+from bayesdistill.runner.layout import RunKind, RunLayout
 from bayesdistill.theory import (
     convergence,
     noise,
@@ -39,6 +41,7 @@ from bayesdistill.theory import (
 from bayesdistill.theory.context import ExperimentContext, log
 from bayesdistill.theory.report import (
     CLAIMS_NAME,
+    REPORT_NAME,
     ExperimentResult,
     claims_table,
     read_result,
@@ -64,7 +67,6 @@ ORDER = [
     "train_point_targets",
 ]
 """The experiments in the order of the issue (and of ``theory all``)."""
-CONFIG_NAME = "config.yaml"
 THEORY_THREADS = 1
 """Torch threads for theory runs: their tensors are tiny (batch size 1, d ≤ 30), where
 intra-op threading costs more than it gains (×3–10 slower on a busy 2-core machine)."""
@@ -137,35 +139,37 @@ def run_theory(
     resume: bool = False,
     progress: bool = True,
 ) -> ExperimentResult:
-    """Run one experiment into ``out`` (metrics.jsonl, figures/, claims.json, report.md)."""
-    out = Path(out)
+    """Run one experiment into ``out`` (run.json, config.yaml, environment.json,
+    metrics.jsonl, figures/, steps/, claims.json, report.md).
+
+    As for a study, ``out`` must be empty unless ``resume``, and a resumed folder must hold a
+    run of the same resolved config. Resuming a finished run recomputes nothing: its report
+    is rebuilt from the stored steps.
+    """
+    layout = RunLayout(Path(out))
+    existing = inspect_output(layout, kind=RunKind.THEORY, resume=resume)
     resolved = config.resolved(quick)
-    saved = out / CONFIG_NAME
-    dumped = yaml.safe_dump(resolved.model_dump(exclude={"quick"}), sort_keys=False)
-    if saved.is_file():
-        if not resume:
-            raise ConfigError(
-                f"'{out}' already holds a theory run; pass --resume to continue it or choose another --out"
-            )
-        if saved.read_text(encoding="utf-8") != dumped:
-            raise ConfigError(
-                f"'{out}' holds a run of another config; --resume needs the same config (see {saved})"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(saved, dumped)
+    options = EXPERIMENTS.validate_options(resolved.experiment, resolved.options)
+    values = resolved.model_dump(exclude={"quick"})
+    identity = RunIdentity(RunKind.THEORY, values)
+    open_run(layout, identity, existing, yaml.safe_dump(values, sort_keys=False))
+    if existing.record is not None and existing.record.get("finished"):
+        log.info(
+            "'%s' holds a finished theory run; rebuilding its report from its steps", layout.root
+        )
     threads = torch.get_num_threads()
     torch.set_num_threads(THEORY_THREADS)
     tic = time.perf_counter()
     try:
-        ctx = ExperimentContext(out, list(resolved.seeds), progress=progress, resume=resume)
-        options = EXPERIMENTS.validate_options(resolved.experiment, resolved.options)
+        ctx = ExperimentContext(layout.root, list(resolved.seeds), progress=progress, resume=resume)
         result = EXPERIMENTS.get(resolved.experiment)(ctx, **options)
     finally:
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - tic
     result.summary += f" Run time {seconds:.0f} s."
-    write_result(out, result)
-    write_json(out / "timing.json", {"seconds": seconds})
+    write_result(layout.root, result)
+    write_json(layout.timing, {"seconds": seconds})
+    finish_run(layout, identity)
     log.info(
         "theory %s: %d/%d claims held (%.0f s)",
         resolved.experiment,
@@ -179,23 +183,35 @@ def run_theory(
 def run_all(
     out: str | Path, *, quick: bool = True, resume: bool = False, progress: bool = True
 ) -> str:
-    """Every shipped theory config (reduced size by default) and one combined ``report.md``."""
-    out = Path(out)
+    """Every shipped theory config (reduced size by default) and one combined ``report.md``;
+    ``out`` must be empty unless ``resume`` (which skips the finished experiments)."""
+    layout = RunLayout(Path(out))
+    existing = inspect_output(layout, kind=RunKind.THEORY_ALL, resume=resume)
     configs = shipped_theory_configs()
     names = [n for n in ORDER if n in configs] + [n for n in configs if n not in ORDER]
+    loaded = {name: load_theory_config(configs[name]) for name in names}
+    values = {
+        "experiments": {
+            name: c.resolved(quick).model_dump(exclude={"quick"}) for name, c in loaded.items()
+        },
+        "quick": quick,
+    }
+    identity = RunIdentity(RunKind.THEORY_ALL, values)
+    open_run(layout, identity, existing, yaml.safe_dump(values, sort_keys=False))
     tic = time.perf_counter()
     results: dict[str, ExperimentResult] = {}
     for name in names:
-        folder = out / name
+        folder = layout.theory_experiment(name).root
         if resume and (folder / CLAIMS_NAME).is_file():
             results[name] = read_result(folder)
             continue
         results[name] = run_theory(
-            load_theory_config(configs[name]), folder, quick=quick, resume=resume, progress=progress
+            loaded[name], folder, quick=quick, resume=resume, progress=progress
         )
     seconds = time.perf_counter() - tic
     report = combined_report(results, quick, seconds)
-    write_text(out / "report.md", report)
+    write_text(layout.root / REPORT_NAME, report)
+    finish_run(layout, identity)
     return report
 
 

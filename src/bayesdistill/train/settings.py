@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -72,12 +73,24 @@ class TrainSettings:
     grad_clip_norm: float | None = None
 
     def __post_init__(self) -> None:
+        finite = {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "gamma": self.gamma,
+            "warmup_epochs": self.warmup_epochs,
+            "grad_clip_norm": self.grad_clip_norm,
+        }
+        for name, value in finite.items():
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value}")
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.gamma > 0, f"gamma must be positive, got {self.gamma}"),
             (
                 self.evals_per_epoch >= 1,
                 f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}",

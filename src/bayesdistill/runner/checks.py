@@ -1,0 +1,99 @@
+"""Checks made before a run folder is created: a saved teacher fits the data it will teach on.
+
+A teacher file trained on other data fails deep inside training otherwise (``mat1 and mat2
+shapes cannot be multiplied``); here it fails first, naming the teacher's input shape and
+class count and the data's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from bayesdistill.data import DataSplits
+from bayesdistill.errors import DataError
+from bayesdistill.models import ModelSpec
+from bayesdistill.teachers import Teacher, check_teacher_matches
+
+PROBE_EXAMPLES = 2
+"""Training examples the teacher is asked about to check that it accepts the data's inputs."""
+SEARCH_DEPTH = 4
+"""How deep `teacher_input_shapes` looks into a teacher's attributes (ensembles of
+tempered teachers of networks are three levels deep)."""
+
+
+def teacher_input_shapes(teacher: Any, depth: int = SEARCH_DEPTH) -> set[tuple[int, ...]]:
+    """The input shapes of the networks inside ``teacher`` (from their `ModelSpec`), found
+    by looking through its attributes (an ensemble's members, a tempered teacher's base);
+    empty when it holds no bayesdistill network (an exact-posterior teacher)."""
+    shapes: set[tuple[int, ...]] = set()
+    if depth < 0:
+        return shapes
+    if isinstance(teacher, nn.Module):
+        spec = getattr(teacher, "spec", None)
+        if isinstance(spec, ModelSpec):
+            shapes.add(tuple(spec.input_shape))
+        return shapes
+    if isinstance(teacher, (list, tuple)):
+        for item in teacher:
+            shapes |= teacher_input_shapes(item, depth - 1)
+        return shapes
+    if hasattr(teacher, "__dict__") and not isinstance(teacher, (torch.Tensor, type)):
+        for value in vars(teacher).values():
+            if isinstance(value, (nn.Module, list, tuple)) or hasattr(value, "predict_proba"):
+                shapes |= teacher_input_shapes(value, depth - 1)
+    return shapes
+
+
+def check_teacher_fits(
+    teacher: Teacher, splits: DataSplits, *, classes: bool = True, where: str = ""
+) -> None:
+    """Raise `DataError` when ``teacher`` cannot teach on ``splits``: other input shape
+    (read from its networks, then checked by asking it about `PROBE_EXAMPLES` training
+    inputs) or, with ``classes``, another class count. ``where`` names the teacher.
+
+    The probe runs under ``torch.random.fork_rng``: it changes no random state.
+    """
+    name = f"the teacher{f' {where}' if where else ''}"
+    data_shape = tuple(splits.input_shape)
+    shapes = teacher_input_shapes(teacher)
+    if shapes and shapes != {data_shape}:
+        found = " and ".join(str(list(s)) for s in sorted(shapes))
+        raise DataError(
+            f"{name} takes inputs of shape {found}, but the data's inputs ('{splits.name}') "
+            f"have shape {list(data_shape)}; distil with a teacher trained on this dataset "
+            "(or make the data match the teacher's)"
+        )
+    if classes:
+        check_teacher_matches(teacher, splits.num_classes, "training data")
+    x = _first_inputs(splits)
+    device = getattr(teacher, "device", torch.device("cpu"))
+    devices = [device] if isinstance(device, torch.device) and device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            probs = teacher.predict_proba(x)
+    except RuntimeError as exc:  # a shape error inside the teacher's network
+        first = next(iter(str(exc).splitlines()), "")
+        raise DataError(
+            f"{name} cannot take the data's inputs of shape {list(data_shape)} "
+            f"('{splits.name}'): {first}; distil with a teacher trained on this dataset"
+        ) from exc
+    if classes and tuple(probs.shape) != (len(x), splits.num_classes):
+        raise DataError(
+            f"{name} answers with probabilities of shape {list(probs.shape)} for "
+            f"{len(x)} inputs; expected {[len(x), splits.num_classes]}"
+        )
+
+
+def _first_inputs(splits: DataSplits) -> torch.Tensor:
+    """The first training inputs, standardised as training batches are."""
+    train = splits.train
+    count = min(PROBE_EXAMPLES, len(train))
+    x = getattr(train, "x", None)
+    if isinstance(x, torch.Tensor):
+        return x[:count]
+    raw = torch.stack([torch.as_tensor(train.dataset[i][0]) for i in range(count)]).float()
+    standardizer = getattr(train, "standardizer", None)
+    return raw if standardizer is None else standardizer(raw)

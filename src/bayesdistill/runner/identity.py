@@ -1,0 +1,446 @@
+"""What made a run folder, checked before a run starts or resumes in it.
+
+Every run folder holds ``run.json``: the command that made it, a hash of its resolved
+config, the seed (teacher and distill runs; a study's seeds are in its config), the
+teacher file's hash (distill runs) and a fingerprint of the data (dataset, split sizes,
+a hash of every label and of the first inputs), and whether the run finished. ``--resume``
+refuses a folder whose record differs from what the command would make, naming both
+values; resuming a finished run does nothing and says so.
+
+A run starts in two steps, so that a command that fails leaves nothing behind:
+`inspect_output` (before any work: ``--out`` is usable, not a file, empty unless resuming)
+and, once everything the run needs is validated, `open_run` (creates the folder, writes
+config.yaml, run.json and environment.json). `finish_run` marks the record finished.
+
+In a distributed run only rank 0 looks at the folder; every rank acts on its answer.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from bayesdistill import __version__
+from bayesdistill.data import DataSplits
+from bayesdistill.errors import BayesDistillError, ConfigError
+from bayesdistill.io import (
+    is_writer,
+    rank0_answer,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
+from bayesdistill.runner.environment import environment_changes, environment_record
+from bayesdistill.runner.layout import RunKind, RunLayout
+
+log = logging.getLogger("bayesdistill")
+
+IDENTITY_FORMAT = "bayesdistill.run"
+IDENTITY_VERSION = 1
+FINGERPRINT_INPUTS = 16
+"""Training inputs hashed in a data fingerprint (with every label)."""
+FINGERPRINT_DECIMALS = 3
+"""Inputs are rounded to this many decimals before hashing, so that last-bit differences
+of the standardisation between machines or library versions do not count as other data."""
+HASH_CHUNK = 1 << 20
+
+
+class OutputFolderError(BayesDistillError, OSError):
+    """``--out`` cannot hold the run: it is a file, lies under a file, or cannot be created."""
+
+
+class RunState(str, Enum):
+    """How `open_run` found the folder."""
+
+    NEW = "new"
+    """Nothing was there: the run starts from scratch."""
+    RESUMED = "resumed"
+    """An unfinished run of the same identity: it continues."""
+    FINISHED = "finished"
+    """A finished run of the same identity: nothing to do."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What makes a run: compared field by field when it is resumed.
+
+    Attributes:
+        command: the command that made it.
+        config: the resolved config as plain values (its hash is recorded).
+        seed: the seed of a teacher or distill run (None for a study: seeds are in its config).
+        teacher: ``{"path", "sha256"}`` of the teacher file a distill run learns from.
+        data: `data_fingerprint` of the data.
+    """
+
+    command: RunKind
+    config: Mapping[str, Any]
+    seed: int | None = None
+    teacher: Mapping[str, Any] | None = None
+    data: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_sha256(self) -> str:
+        return text_sha256(yaml.safe_dump(dict(self.config), sort_keys=True))
+
+    def record(self, *, finished: bool = False) -> dict[str, Any]:
+        return {
+            "format": IDENTITY_FORMAT,
+            "version": IDENTITY_VERSION,
+            "command": self.command.value,
+            "config_sha256": self.config_sha256,
+            "seed": self.seed,
+            "teacher": None if self.teacher is None else dict(self.teacher),
+            "data": None if self.data is None else dict(self.data),
+            **dict(self.extra),
+            "bayesdistill": __version__,
+            "finished": finished,
+        }
+
+    def differences(self, record: Mapping[str, Any], saved_config: Any) -> list[tuple[str, str]]:
+        """What differs between ``record`` (a folder's run.json) and this identity:
+        ``(field, detail)`` pairs whose detail names the folder's value and this command's."""
+        out: list[tuple[str, str]] = []
+        if record.get("command") != self.command.value:
+            detail = f"'{record.get('command')}' made it, this is '{self.command.value}'"
+            return [("command", detail)]
+        if record.get("config_sha256") != self.config_sha256:
+            changed = config_differences(saved_config, dict(self.config))
+            detail = "; ".join(changed) if changed else "its config.yaml was edited"
+            out.append(("config", detail))
+        if record.get("seed") != self.seed:
+            out.append(("seed", f"seed {record.get('seed')} in the folder, {self.seed} here"))
+        saved_teacher = record.get("teacher") or {}
+        teacher = self.teacher or {}
+        if saved_teacher.get("sha256") != teacher.get("sha256"):
+            out.append(
+                (
+                    "teacher",
+                    f"'{saved_teacher.get('path')}' (sha256 {_short(saved_teacher.get('sha256'))})"
+                    f" in the folder, '{teacher.get('path')}' "
+                    f"(sha256 {_short(teacher.get('sha256'))}) here",
+                )
+            )
+        saved_data = record.get("data") or {}
+        changed_data = [
+            f"{key}: {saved_data.get(key)!r} in the folder, {value!r} here"
+            for key, value in (self.data or {}).items()
+            if saved_data.get(key) != value
+        ]
+        if changed_data:
+            out.append(("data", "; ".join(changed_data)))
+        for key, value in self.extra.items():
+            if record.get(key) != value:
+                out.append((key, f"{record.get(key)!r} in the folder, {value!r} here"))
+        return out
+
+
+def _short(digest: Any) -> str:
+    return "none" if not digest else str(digest)[:12]
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_fingerprint(splits: DataSplits) -> dict[str, Any]:
+    """Dataset name, shape, split sizes, a hash of every label (train, val, test in order)
+    and of the first `FINGERPRINT_INPUTS` training inputs (rounded, see
+    `FINGERPRINT_DECIMALS`): what tells two datasets apart without hashing all inputs."""
+    labels = hashlib.sha256()
+    for part in (splits.train, splits.val, splits.test):
+        labels.update(part.y.detach().cpu().to(torch.int64).numpy().tobytes())
+    inputs = _first_inputs(splits.train, FINGERPRINT_INPUTS)
+    rounded = torch.round(inputs.detach().cpu().double(), decimals=FINGERPRINT_DECIMALS)
+    rounded = rounded + 0.0  # -0.0 and 0.0 hash alike
+    return {
+        "dataset": splits.name,
+        "num_classes": splits.num_classes,
+        "input_shape": list(splits.input_shape),
+        "n_train": len(splits.train),
+        "n_val": len(splits.val),
+        "n_test": len(splits.test),
+        "labels_sha256": labels.hexdigest(),
+        "inputs_sha256": hashlib.sha256(rounded.numpy().tobytes()).hexdigest(),
+    }
+
+
+def _first_inputs(data: Any, count: int) -> torch.Tensor:
+    count = min(count, len(data))
+    x = getattr(data, "x", None)
+    if isinstance(x, torch.Tensor):
+        return x[:count]
+    return torch.stack([torch.as_tensor(data.dataset[i][0]) for i in range(count)])
+
+
+def config_differences(saved: Any, new: Any, prefix: str = "", limit: int = 5) -> list[str]:
+    """``key: <saved> in the folder, <new> here`` for the first ``limit`` differing keys."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if len(out) >= limit:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in list(a) + [k for k in b if k not in a]:
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{path}.{i}")
+        elif a != b:
+            out.append(f"{path or '(top level)'}: {a!r} in the folder, {b!r} here")
+
+    walk(saved, new, prefix)
+    return out
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What ``--out`` held when the command started (rank 0's view)."""
+
+    record: dict[str, Any] | None
+    config: Any
+    """The folder's config.yaml, parsed (None when it has none)."""
+    kind: RunKind | None
+    """What the folder holds (from run.json, or guessed from its files)."""
+    empty: bool
+
+
+def inspect_output(layout: RunLayout, *, kind: RunKind, resume: bool) -> Existing:
+    """Check, before any work, that ``layout.root`` can hold a ``kind`` run: it is (or can
+    become) a folder, is empty unless ``resume``, and holds a ``kind`` run if it holds one.
+
+    Raises:
+        OutputFolderError: ``--out`` is a file, lies under a file, or its nearest existing
+            folder cannot be written to.
+        ConfigError: it holds a run (or other files) and ``resume`` is not set, or it holds
+            another kind of run.
+    """
+    found = rank0_answer(_look(layout) if is_writer() else None)
+    if isinstance(found, BaseException):
+        raise found
+    existing: Existing = found
+    root = layout.root
+    if existing.kind is not None:
+        if not resume:
+            raise ConfigError(
+                f"'{root}' already holds a {existing.kind.value} run; pass --resume to continue "
+                "it, or choose another --out folder"
+            )
+        if existing.kind is not kind:
+            raise ConfigError(
+                f"cannot resume '{root}' with `{kind.value}`: it holds a "
+                f"{existing.kind.value} run; choose another --out folder"
+            )
+    elif not existing.empty:
+        raise ConfigError(
+            f"output folder '{root}' is not empty and holds no bayesdistill run; choose "
+            "another --out folder"
+        )
+    return existing
+
+
+def _look(layout: RunLayout) -> Existing | BaseException:
+    """What the folder holds, or the error to raise (computed on rank 0 only)."""
+    root = layout.root
+    try:
+        if root.exists() and not root.is_dir():
+            return OutputFolderError(
+                f"--out '{root}' is a file, not a folder; choose a folder (new or empty) for "
+                "the run"
+            )
+        if not root.exists():
+            return _check_creatable(root)
+        empty = not any(root.iterdir())
+        if not os.access(root, os.W_OK | os.X_OK):
+            return OutputFolderError(
+                f"cannot write to --out '{root}': permission denied; choose a folder you may "
+                "write to"
+            )
+        record = _read_record(layout) if layout.identity.is_file() else None
+        config = _read_config(layout) if layout.config.is_file() else None
+    except OSError as exc:
+        return OutputFolderError(f"cannot use --out '{root}': {exc.strerror or exc}")
+    except ConfigError as exc:
+        return exc
+    try:
+        kind = recorded_kind(layout) if record is not None or config is not None else None
+    except ConfigError as exc:
+        return exc
+    return Existing(record, config, kind, empty)
+
+
+def _check_creatable(root: Path) -> Existing | OutputFolderError:
+    """The folder does not exist: its nearest existing ancestor must be a writable folder."""
+    parent = root.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return OutputFolderError(
+            f"cannot create --out '{root}': '{parent}' is a file, not a folder; choose a path "
+            "under a folder"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return OutputFolderError(
+            f"cannot create --out '{root}': permission denied in '{parent}'; choose a folder "
+            "you may write to"
+        )
+    return Existing(None, None, None, True)
+
+
+def recorded_kind(layout: RunLayout) -> RunKind | None:
+    """What kind of run the folder holds: its run.json's command, or, for a folder written
+    before run.json existed, a guess from its files; None when it holds no run."""
+    if not layout.identity.is_file():
+        return layout.guess_kind()
+    command = _read_record(layout).get("command")
+    try:
+        return RunKind(command)
+    except ValueError:
+        raise ConfigError(
+            f"'{layout.identity}' names an unknown command {command!r}; it was not written by "
+            "this version of bayesdistill"
+        ) from None
+
+
+def _read_record(layout: RunLayout) -> dict[str, Any]:
+    try:
+        record = read_json(layout.identity)
+    except ValueError as exc:
+        raise ConfigError(
+            f"'{layout.identity}' is not valid JSON ({exc}); it records what made the run in "
+            f"'{layout.root}'. Restore it, or start the run in another --out folder"
+        ) from None
+    if not isinstance(record, dict) or record.get("format") != IDENTITY_FORMAT:
+        raise ConfigError(
+            f"'{layout.identity}' is not a bayesdistill run record; start the run in another "
+            "--out folder"
+        )
+    return record
+
+
+def _read_config(layout: RunLayout) -> Any:
+    try:
+        return yaml.safe_load(layout.config.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"'{layout.config}' is not valid YAML: {exc}") from None
+
+
+def open_run(
+    layout: RunLayout,
+    identity: RunIdentity,
+    existing: Existing,
+    config_text: str,
+    *,
+    device: torch.device | None = None,
+    outputs: Sequence[Path] = (),
+) -> RunState:
+    """Create (or reopen) the run folder once everything the run needs is validated.
+
+    ``existing`` is what `inspect_output` found. A folder whose record (or, written before
+    records existed, whose config) differs from ``identity`` is refused, naming each
+    difference. A finished run whose ``outputs`` all exist is left untouched
+    (`RunState.FINISHED`). Otherwise the folder is created, stale temporaries are removed
+    and config.yaml, run.json and environment.json are written.
+    """
+    root = layout.root
+    state = RunState.NEW
+    if existing.record is not None:
+        changed = identity.differences(existing.record, existing.config)
+        if changed:
+            fields = " and ".join(name for name, _ in changed)
+            details = "; ".join(f"{name}: {detail}" for name, detail in changed)
+            raise ConfigError(
+                f"cannot resume '{root}': it holds a run of another {fields} ({details}). "
+                f"Resume with what made it (see {layout.config} and {layout.identity}), or "
+                "choose another --out folder"
+            )
+        done = bool(existing.record.get("finished"))
+        if done and rank0_answer(all(Path(p).exists() for p in outputs)):
+            return RunState.FINISHED
+        state = RunState.RESUMED
+    elif existing.config is not None:  # a run folder from before run.json
+        changed = config_differences(existing.config, dict(identity.config))
+        if changed:
+            raise ConfigError(
+                f"cannot resume '{root}' with a different config ({'; '.join(changed)}); its "
+                f"config is {layout.config}. Resume with that config, or choose another --out "
+                "folder"
+            )
+        state = RunState.RESUMED
+    _create(root)
+    remove_stale_temporaries(root)
+    write_text(layout.config, config_text)
+    write_json(layout.identity, identity.record(finished=False))
+    _record_environment(layout, device, resumed=state is RunState.RESUMED)
+    return state
+
+
+def _create(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            reason += "; choose a folder you may write to"
+        raise OutputFolderError(f"cannot create --out '{root}': {reason}") from exc
+
+
+def _record_environment(layout: RunLayout, device: torch.device | None, *, resumed: bool) -> None:
+    """environment.json: the environment that started the run; a resumed run adds its
+    own under ``resumed_in`` when it differs (other versions can change the numbers).
+    Decided on rank 0: every rank then makes the same writes (each ends with a barrier)."""
+    payload = rank0_answer(_environment_payload(layout, device, resumed) if is_writer() else None)
+    if payload is not None:
+        write_json(layout.environment, payload)
+
+
+def _environment_payload(
+    layout: RunLayout, device: torch.device | None, resumed: bool
+) -> dict[str, Any] | None:
+    current = environment_record(device)
+    if not (resumed and layout.environment.is_file()):
+        return current
+    try:
+        saved = read_json(layout.environment)
+    except ValueError:
+        return current
+    if not isinstance(saved, dict):
+        return current
+    changes = environment_changes(saved, current)
+    if not changes:
+        return None
+    log.warning(
+        "resuming '%s' in another environment (%s); the numbers may differ from an "
+        "uninterrupted run",
+        layout.root,
+        "; ".join(changes),
+    )
+    resumed_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    saved.setdefault("resumed_in", []).append({**current, "resumed_at": resumed_at})
+    return saved
+
+
+def finish_run(layout: RunLayout, identity: RunIdentity) -> None:
+    """Mark the run finished: a later ``--resume`` says so and does nothing."""
+    write_json(layout.identity, identity.record(finished=True))
