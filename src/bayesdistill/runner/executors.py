@@ -1,0 +1,440 @@
+"""Executors: run a study's units (a dependency graph) in-process, in a pool, or on Ray.
+
+A study is a graph of `Unit`s (the teacher network of a seed, each teacher kind built from
+it, each student: see `bayesdistill.runner.units`). A unit reads its inputs from the run
+folder and writes its outputs there, so it can run in any process that sees the folder;
+the executor only decides where and when:
+
+- `LocalExecutor`: in this process, one unit after the other (the default);
+- `ProcessExecutor`: N worker processes on this machine, each pinned to a device from a
+  list and to its share of the CPU threads; a worker that dies (killed, out of memory) is
+  replaced, and the unit it was running is reported failed;
+- `RayExecutor`: the units as Ray tasks with their dependencies, on a running cluster
+  (``address``) or a local one; one GPU per task where the study runs on CUDA.
+
+A unit that fails (an exception, a killed worker) is reported with its name and the end
+of its log; the units that do not depend on it go on, and a rerun with ``--resume``
+retries only what did not finish. Progress is logged as units finished / total with the
+names of the running units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bayesdistill.errors import BayesDistillError, ConfigError
+
+log = logging.getLogger("bayesdistill")
+
+UnitRunner = Callable[["Unit", "Placement"], None]
+"""Runs one unit in the calling process, given where it runs (device, threads)."""
+
+LOG_TAIL_LINES = 20
+POLL_SECONDS = 0.2
+
+
+class StudyFailedError(BayesDistillError):
+    """Some units of a study failed; the others finished (see the message)."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a study: ``name`` (unique, e.g. ``seed_0/teacher/laplace``), the units
+    it needs finished first, and what to run (``kind`` and plain ``args``, picklable)."""
+
+    name: str
+    kind: str
+    seed: int
+    deps: tuple[str, ...] = ()
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a unit runs: a torch device string and a number of CPU threads (None: leave
+    torch's default)."""
+
+    device: str = "auto"
+    threads: int | None = None
+
+
+@dataclass
+class Outcome:
+    """What happened to the units of one execution."""
+
+    finished: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """unit name → the end of its log (the error)."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """unit name → the failed unit it depends on."""
+
+    def raise_for_failures(self) -> None:
+        if not self.failed:
+            return
+        lines = [f"{len(self.failed)} unit(s) failed; {len(self.finished)} finished:"]
+        for name, tail in self.failed.items():
+            lines.append(f"- {name}:\n    " + "\n    ".join(tail.strip().splitlines()[-8:]))
+        if self.skipped:
+            lines.append(
+                f"not run, because a unit they need failed: {', '.join(sorted(self.skipped))}"
+            )
+        lines.append("fix the cause and rerun the same command with --resume: it runs only these")
+        raise StudyFailedError("\n".join(lines))
+
+
+class Executor(Protocol):
+    def run(self, units: Sequence[Unit], runner: UnitRunner) -> Outcome:
+        """Run every unit after the units it depends on; never raise for a unit's failure."""
+        ...
+
+
+def check_graph(units: Sequence[Unit]) -> None:
+    """Raise `ConfigError` for duplicate names, unknown dependencies or a cycle."""
+    names = [u.name for u in units]
+    if len(set(names)) != len(names):
+        raise ConfigError(
+            f"duplicate unit names: {sorted({n for n in names if names.count(n) > 1})}"
+        )
+    known = set(names)
+    for unit in units:
+        missing = [d for d in unit.deps if d not in known]
+        if missing:
+            raise ConfigError(f"unit '{unit.name}' depends on unknown units {missing}")
+    done: set[str] = set()
+    pending = list(units)
+    while pending:
+        ready = [u for u in pending if set(u.deps) <= done]
+        if not ready:
+            raise ConfigError(f"the units {[u.name for u in pending]} depend on each other")
+        done.update(u.name for u in ready)
+        pending = [u for u in pending if u.name not in done]
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.running = total, 0, set()
+
+    def start(self, name: str) -> None:
+        self.running.add(name)
+        self._log()
+
+    def end(self, name: str) -> None:
+        self.running.discard(name)
+        self.done += 1
+        self._log()
+
+    def _log(self) -> None:
+        running = ", ".join(sorted(self.running)) or "-"
+        log.info("units %d/%d finished; running: %s", self.done, self.total, running)
+
+
+class _Graph:
+    """Bookkeeping shared by the executors: what is ready, finished, failed, skipped."""
+
+    def __init__(self, units: Sequence[Unit]) -> None:
+        check_graph(units)
+        self.units = {u.name: u for u in units}
+        self.waiting = list(units)
+        self.outcome = Outcome()
+        self.progress = _Progress(len(units))
+
+    def ready(self) -> list[Unit]:
+        """Units whose dependencies all finished (removed from the waiting list); units
+        with a failed dependency are marked skipped."""
+        done, bad = set(self.outcome.finished), set(self.outcome.failed) | set(self.outcome.skipped)
+        out, still = [], []
+        for unit in self.waiting:
+            broken = [d for d in unit.deps if d in bad]
+            if broken:
+                self.outcome.skipped[unit.name] = broken[0]
+                self.progress.done += 1
+            elif set(unit.deps) <= done:
+                out.append(unit)
+            else:
+                still.append(unit)
+        self.waiting = still
+        return out
+
+    def finished(self, name: str) -> None:
+        self.outcome.finished.append(name)
+        self.progress.end(name)
+
+    def failed(self, name: str, tail: str) -> None:
+        self.outcome.failed[name] = tail
+        log.error("unit %s failed:\n%s", name, _tail(tail))
+        self.progress.end(name)
+
+
+def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class LocalExecutor:
+    """Every unit in this process, one after the other (today's sequential study)."""
+
+    def __init__(self, placement: Placement | None = None) -> None:
+        self.placement = placement or Placement()
+
+    def run(self, units: Sequence[Unit], runner: UnitRunner) -> Outcome:
+        graph = _Graph(units)
+        while True:
+            batch = graph.ready()
+            if not batch:
+                return graph.outcome
+            for unit in batch:
+                graph.progress.start(unit.name)
+                try:
+                    runner(unit, self.placement)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception:
+                    graph.failed(unit.name, traceback.format_exc())
+                else:
+                    graph.finished(unit.name)
+
+
+def _worker(placement: Placement, connection: Any, runner: UnitRunner) -> None:
+    """A pool worker: run the units sent on ``connection`` until None, answer each."""
+    if placement.threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(placement.threads)
+        import torch
+
+        torch.set_num_threads(placement.threads)
+    while True:
+        unit = connection.recv()
+        if unit is None:
+            return
+        try:
+            runner(unit, placement)
+        except BaseException:  # report everything, a KeyboardInterrupt in a worker included
+            connection.send(("failed", unit.name, traceback.format_exc()))
+        else:
+            connection.send(("finished", unit.name, ""))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    connection: Any
+    unit: str | None = None
+
+
+class ProcessExecutor:
+    """N worker processes on this machine (spawned, so CUDA works in them).
+
+    Worker i runs on ``devices[i % len(devices)]`` with ``threads`` CPU threads (default:
+    the CPU count divided among the workers). Units are handed to idle workers as their
+    dependencies finish, each worker over its own pipe, so a worker that dies (killed, out
+    of memory) takes down nothing else: it is replaced, and its unit reported failed.
+    """
+
+    def __init__(
+        self, workers: int, devices: Sequence[str] = ("auto",), threads: int | None = None
+    ) -> None:
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        if not devices:
+            raise ConfigError("devices must name at least one device, e.g. cpu or cuda:0")
+        self.workers = workers
+        self.devices = list(devices)
+        self.threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
+
+    def placement(self, index: int) -> Placement:
+        return Placement(self.devices[index % len(self.devices)], self.threads)
+
+    def run(self, units: Sequence[Unit], runner: UnitRunner) -> Outcome:
+        graph = _Graph(units)
+        context = mp.get_context("spawn")
+
+        def start(index: int) -> _Worker:
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=_worker, args=(self.placement(index), theirs, runner), daemon=True
+            )
+            process.start()
+            theirs.close()
+            return _Worker(process, mine)
+
+        workers = [start(i) for i in range(self.workers)]
+        ready: list[Unit] = []
+        try:
+            while True:
+                ready += graph.ready()
+                for worker in workers:
+                    if worker.unit is None and ready:
+                        unit = ready.pop(0)
+                        worker.unit = unit.name
+                        worker.connection.send(unit)
+                        graph.progress.start(unit.name)
+                busy = [w for w in workers if w.unit is not None]
+                if not busy and not ready:
+                    return graph.outcome
+                signals = [w.connection for w in busy] + [w.process.sentinel for w in busy]
+                mp.connection.wait(signals, timeout=POLL_SECONDS * 25)
+                for index, worker in enumerate(workers):
+                    if worker.unit is None:
+                        continue
+                    if worker.connection.poll():
+                        try:
+                            event, name, text = worker.connection.recv()
+                        except (EOFError, OSError):
+                            event, name, text = "died", worker.unit, ""
+                    elif not worker.process.is_alive():
+                        event, name = "died", worker.unit
+                    else:
+                        continue
+                    worker.unit = None
+                    if event == "finished":
+                        graph.finished(name)
+                    elif event == "failed":
+                        graph.failed(name, text)
+                    else:
+                        graph.failed(
+                            name,
+                            f"the worker process running it died (exit code "
+                            f"{worker.process.exitcode}: killed, or out of memory)",
+                        )
+                        worker.process.join(timeout=1)
+                        workers[index] = start(index)
+        finally:
+            for worker in workers:
+                with contextlib.suppress(OSError, BrokenPipeError):
+                    worker.connection.send(None)
+            deadline = time.monotonic() + 10
+            for worker in workers:
+                worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+                if worker.process.is_alive():
+                    worker.process.terminate()
+
+
+class RayExecutor:
+    """The units as Ray tasks, each waiting for the tasks of its dependencies.
+
+    ``address``: a running cluster to join (``ray.init(address=...)``); None starts a local
+    one with ``num_cpus`` CPUs. Each task asks for ``cpus_per_task`` CPUs and, when the
+    study runs on CUDA, one GPU.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: int | None = None,
+        cpus_per_task: int = 1,
+        gpus_per_task: float = 0.0,
+    ) -> None:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "executor 'ray' needs Ray, which is not installed; install it with "
+                "pip install -e \".[ray]\" (or pip install 'ray>=2.9')"
+            ) from None
+        self.address = address
+        self.num_cpus = num_cpus
+        self.cpus_per_task = cpus_per_task
+        self.gpus_per_task = gpus_per_task
+
+    def run(self, units: Sequence[Unit], runner: UnitRunner) -> Outcome:
+        import ray
+
+        graph = _Graph(units)
+        started_here = not ray.is_initialized()
+        if started_here:
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if self.address is not None:
+                options["address"] = self.address
+            elif self.num_cpus is not None:
+                options["num_cpus"] = self.num_cpus
+            ray.init(**options)
+        placement = Placement(
+            "cuda" if self.gpus_per_task > 0 else "cpu", threads=self.cpus_per_task
+        )
+        remote = ray.remote(_ray_task).options(
+            num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=0
+        )
+        refs: dict[str, Any] = {}
+        names: dict[Any, str] = {}
+        try:
+            pending = list(units)
+            while pending:  # submit in dependency order; Ray waits for the deps itself
+                ready = [u for u in pending if all(d in refs for d in u.deps)]
+                for unit in ready:
+                    ref = remote.remote(runner, unit, placement, *[refs[d] for d in unit.deps])
+                    refs[unit.name] = ref
+                    names[ref] = unit.name
+                pending = [u for u in pending if u.name not in refs]
+            waiting = list(refs.values())
+            for name in refs:
+                graph.progress.running.add(name)
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                name = names[done[0]]
+                graph.waiting = [u for u in graph.waiting if u.name != name]
+                try:
+                    ray.get(done[0])
+                except ray.exceptions.RayError as exc:  # raised, or a worker died / OOM
+                    bad = set(graph.outcome.failed) | set(graph.outcome.skipped)
+                    broken = [d for d in graph.units[name].deps if d in bad]
+                    if broken:  # Ray did not run it: a dependency's error stands for it
+                        graph.outcome.skipped[name] = broken[0]
+                        graph.progress.running.discard(name)
+                        graph.progress.done += 1
+                    else:
+                        graph.failed(name, f"{type(exc).__name__}: {exc}")
+                else:
+                    graph.finished(name)
+            return graph.outcome
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _ray_task(runner: UnitRunner, unit: Unit, placement: Placement, *deps: Any) -> str:
+    """A Ray task. ``deps`` are the dependencies' results, which makes Ray run it after
+    them (and not at all when one failed)."""
+    runner(unit, placement)
+    return unit.name
+
+
+def parse_devices(text: str | None) -> list[str]:
+    """``"cuda:0,cuda:1"`` → ``["cuda:0", "cuda:1"]``; None or empty → ``["auto"]``."""
+    if not text:
+        return ["auto"]
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    for device in devices:
+        if device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+            raise ConfigError(
+                f"--devices takes a comma-separated list of cpu, cuda, cuda:N or mps, got "
+                f"'{device}' in '{text}'"
+            )
+    return devices
+
+
+def unit_log_path(out: Path, unit: Unit) -> Path:
+    """Where a unit's log goes (``out/logs/<unit name with / as __>.log``)."""
+    return out / "logs" / (unit.name.replace("/", "__") + ".log")
+
+
+def ordered(units: Iterable[Unit]) -> list[Unit]:
+    """The units in an order that puts every unit after its dependencies (stable)."""
+    units = list(units)
+    check_graph(units)
+    done: set[str] = set()
+    out: list[Unit] = []
+    while len(out) < len(units):
+        for unit in units:
+            if unit.name not in done and set(unit.deps) <= done:
+                out.append(unit)
+                done.add(unit.name)
+    return out

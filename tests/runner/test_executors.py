@@ -1,0 +1,90 @@
+"""Executors run a unit graph in dependency order, report failures, and go on."""
+
+from __future__ import annotations
+
+import pytest
+
+from bayesdistill.errors import ConfigError
+from bayesdistill.runner.executors import (
+    LocalExecutor,
+    ProcessExecutor,
+    RayExecutor,
+    StudyFailedError,
+    Unit,
+    check_graph,
+    parse_devices,
+)
+
+from .toy_units import toy_runner
+
+
+def _graph(root, **extra) -> list[Unit]:
+    args = {"root": str(root)}
+    return [
+        Unit("c", "toy", 0, deps=("a", "b"), args=args | extra.get("c", {})),
+        Unit("a", "toy", 0, args=args | extra.get("a", {})),
+        Unit("b", "toy", 0, deps=("a",), args=args | extra.get("b", {})),
+        Unit("d", "toy", 0, args=args | extra.get("d", {})),
+        Unit("e", "toy", 0, deps=("d",), args=args | extra.get("e", {})),
+    ]
+
+
+EXPECTED_C = "(c (a) (b (a)))"
+
+
+def _executors():
+    yield "local", LocalExecutor()
+    yield "processes", ProcessExecutor(workers=2, devices=["cpu"], threads=1)
+
+
+@pytest.mark.parametrize("name", ["local", "processes"])
+def test_units_run_after_their_dependencies(tmp_path, name):
+    executor = dict(_executors())[name]
+    outcome = executor.run(_graph(tmp_path), toy_runner)
+    assert sorted(outcome.finished) == ["a", "b", "c", "d", "e"] and not outcome.failed
+    assert (tmp_path / "c.txt").read_text() == EXPECTED_C
+    assert (tmp_path / "e.txt").read_text() == "(e (d))"
+
+
+@pytest.mark.parametrize("name", ["local", "processes"])
+def test_a_failing_unit_is_reported_and_the_others_go_on(tmp_path, name):
+    executor = dict(_executors())[name]
+    outcome = executor.run(_graph(tmp_path, b={"raise": True}), toy_runner)
+    assert list(outcome.failed) == ["b"]
+    assert "unit b was told to fail" in outcome.failed["b"]
+    assert outcome.skipped == {"c": "b"}  # c needs b
+    assert sorted(outcome.finished) == ["a", "d", "e"]
+    with pytest.raises(
+        StudyFailedError, match=r"(?s)1 unit\(s\) failed.*- b:.*told to fail.*not run.*c"
+    ):
+        outcome.raise_for_failures()
+
+
+def test_a_killed_worker_is_reported_replaced_and_a_rerun_finishes(tmp_path):
+    executor = ProcessExecutor(workers=2, devices=["cpu"], threads=1)
+    outcome = executor.run(_graph(tmp_path, a={"kill_once": True}), toy_runner)
+    assert list(outcome.failed) == ["a"]
+    assert "worker process running it died" in outcome.failed["a"]
+    assert set(outcome.skipped) == {"b", "c"}
+    assert sorted(outcome.finished) == ["d", "e"]  # the replacement worker went on
+    rerun = executor.run(_graph(tmp_path, a={"kill_once": True}), toy_runner)
+    assert not rerun.failed and (tmp_path / "c.txt").read_text() == EXPECTED_C
+
+
+def test_ray_runs_the_graph_and_reports_failures(tmp_path):
+    pytest.importorskip("ray")
+    executor = RayExecutor(num_cpus=2)
+    outcome = executor.run(_graph(tmp_path, e={"raise": True}), toy_runner)
+    assert sorted(outcome.finished) == ["a", "b", "c", "d"]
+    assert list(outcome.failed) == ["e"] and "told to fail" in outcome.failed["e"]
+    assert (tmp_path / "c.txt").read_text() == EXPECTED_C
+
+
+def test_bad_graphs_and_device_lists_are_refused():
+    with pytest.raises(ConfigError, match="unknown units"):
+        check_graph([Unit("a", "toy", 0, deps=("zz",))])
+    with pytest.raises(ConfigError, match="depend on each other"):
+        check_graph([Unit("a", "toy", 0, deps=("b",)), Unit("b", "toy", 0, deps=("a",))])
+    assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
+    with pytest.raises(ConfigError, match="--devices takes"):
+        parse_devices("gpu0")
