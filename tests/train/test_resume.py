@@ -147,3 +147,43 @@ def test_sigkill_leaves_no_half_written_files_and_resumes_exactly(tmp_path, kill
     assert all(torch.equal(a[k], b[k]) for k in a)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [float(e) for e in range(1, int(epochs) + 1)]
+
+
+def test_records_are_mirrored_to_tensorboard(tiny_splits, tmp_path):
+    """Within mirror_to_tensorboard every numeric key of every record becomes a scalar at
+    the record's step; a killed and resumed run's event files hold each step once."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from bayesdistill.train.recorder import mirror_to_tensorboard
+
+    with mirror_to_tensorboard():
+        interrupt_after(3, lambda: _fit(tiny_splits, tmp_path / "run"))
+        result = _fit(tiny_splits, tmp_path / "run", resume=True)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"train_loss", "val_loss", "lr", "epoch"} <= set(events.Tags()["scalars"])
+    logged = events.Scalars("val_loss")
+    assert [e.step for e in logged] == [r["step"] for r in result.history]
+    assert [e.value for e in logged] == pytest.approx([r["val_loss"] for r in result.history])
+
+
+def test_tensorboard_missing_is_a_clear_error(monkeypatch):
+    import builtins
+
+    from bayesdistill.errors import ConfigError
+    from bayesdistill.train.recorder import mirror_to_tensorboard
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with (
+        pytest.raises(ConfigError, match=r"pip install \"bayesdistill\[tensorboard\]\""),
+        mirror_to_tensorboard(),
+    ):
+        pass

@@ -12,11 +12,17 @@ the run folder:
 
 In a distributed run every rank keeps the history; only rank 0 writes files
 (`bayesdistill.io` sees to that).
+
+Within `mirror_to_tensorboard()` every recorder with a run folder also writes each record
+to TensorBoard (``<run folder>/tensorboard/``, one scalar per numeric key at the record's
+``step``); TensorBoard is an optional dependency (``pip install "bayesdistill[tensorboard]"``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bayesdistill.errors import CheckpointError
+from bayesdistill.errors import CheckpointError, ConfigError
 from bayesdistill.io import JsonLines, load_torch, remove_stale_temporaries, save_torch
 
 CHECKPOINT_FORMAT = "bayesdistill.checkpoint"
@@ -84,6 +90,34 @@ class TrainingState:
             self.scaler.load_state_dict(state["scaler"])
 
 
+TENSORBOARD_DIR = "tensorboard"
+_MIRRORS: list[str] = []
+
+
+@contextlib.contextmanager
+def mirror_to_tensorboard() -> Iterator[None]:
+    """Within the block, every training run with a run folder mirrors its metrics records
+    to TensorBoard event files in ``<run folder>/tensorboard/``."""
+    _tensorboard_writer_class()  # fail here, clearly, when TensorBoard is missing
+    _MIRRORS.append(TENSORBOARD_DIR)
+    try:
+        yield
+    finally:
+        _MIRRORS.pop()
+
+
+def _tensorboard_writer_class() -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError(
+            "log.tensorboard needs TensorBoard, which is not installed; install it with "
+            'pip install "bayesdistill[tensorboard]" (or pip install tensorboard), or set '
+            "log.tensorboard: false"
+        ) from None
+    return SummaryWriter
+
+
 def rng_state(device: torch.device) -> dict[str, Tensor]:
     """This process's random state: torch's CPU generator and, on CUDA, the device's."""
     state = {"cpu": torch.get_rng_state()}
@@ -129,6 +163,7 @@ class Recorder:
         self.log = JsonLines(self.run / METRICS_NAME) if self.run is not None else None
         self.history: list[dict[str, Any]] = []
         self.bar: Any = None
+        self.tensorboard: Any = None
 
     @property
     def checkpoint(self) -> Path | None:
@@ -154,6 +189,13 @@ class Recorder:
                 last_step = start_epoch * steps_per_epoch
             self.history = [r for r in log.read() if r["step"] <= last_step]
             log.truncate(lambda r: r["step"] <= last_step)
+        if _MIRRORS and self.run is not None and self.writer:
+            # earlier event files keep the records up to the checkpoint; purge_step drops
+            # what a killed run logged after it, as metrics.jsonl was truncated
+            last = int(self.history[-1]["step"]) if self.history else 0
+            self.tensorboard = _tensorboard_writer_class()(
+                str(self.run / _MIRRORS[-1]), purge_step=last + 1 if resume else None
+            )
         self.bar = tqdm(
             total=self.epochs,
             initial=start_epoch,
@@ -169,6 +211,15 @@ class Recorder:
         self.history.append(record)
         if self.log is not None:
             self.log.append(record)
+        self._mirror(record)
+
+    def _mirror(self, record: dict[str, Any]) -> None:
+        if self.tensorboard is None:
+            return
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.tensorboard.add_scalar(key, value, global_step=int(record["step"]))
+        self.tensorboard.flush()
 
     def end_epoch(self, epoch: int, state: TrainingState, rngs: list[dict[str, Tensor]]) -> None:
         """Checkpoint after epoch ``epoch`` (0-based) with every rank's random state."""
@@ -195,6 +246,8 @@ class Recorder:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def _restore(
         self, path: Path, state: TrainingState, rank: int
