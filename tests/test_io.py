@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bayesdistill import io
+from bayesdistill.errors import CheckpointError
 from bayesdistill.io import (
     JsonLines,
     atomic_open,
@@ -192,3 +193,29 @@ def test_no_free_temporary_name_is_an_error_naming_the_target(tmp_path, monkeypa
 def test_only_write_modes_are_allowed(tmp_path):
     with pytest.raises(ValueError, match="modes 'w' and 'wb', got 'a'"):
         atomic_open(tmp_path / "x", "a").__enter__()
+
+
+def test_loading_an_empty_file_names_it_and_the_problem(tmp_path):
+    empty = tmp_path / "teacher.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"'.*teacher.pt': the file is empty \(0 bytes\)"):
+        io.load_torch(empty, what="teacher")
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
+        io.load_torch(tmp_path, what="teacher")
+
+
+@pytest.mark.parametrize("error", [EOFError(), RuntimeError(""), ValueError("\n\n")])
+def test_a_load_error_without_a_message_still_gives_a_clear_one(tmp_path, monkeypatch, error):
+    path = tmp_path / "x.pt"
+    path.write_bytes(b"not a torch file")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(io.torch, "load", fail)
+    with pytest.raises(CheckpointError, match=rf"truncated, corrupt .*\({type(error).__name__}\)"):
+        io.load_torch(path, what="checkpoint")
+
+
+def test_rank0_answer_is_the_value_itself_in_one_process():
+    assert io.rank0_answer({"a": 1}) == {"a": 1}

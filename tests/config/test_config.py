@@ -131,3 +131,72 @@ def test_listing_names_theory_experiments_and_shipped_configs():
     assert "  configs/zoo_mnist1d.yaml" in configs
     with pytest.raises(ConfigError, match="Did you mean 'configs'"):
         render_registries("config")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("teacher.train.lr=.inf", "lr must be a finite number, got inf"),
+        ("teacher.train.lr=.nan", "lr must be a finite number, got nan"),
+        ("student.train.momentum=.nan", "momentum must be a finite number"),
+        ("student.train.weight_decay=.inf", "weight_decay must be a finite number"),
+        ("student.train.grad_clip_norm=.inf", "grad_clip_norm must be a finite number"),
+        ("student.train.gamma=0", "gamma must be positive"),
+        ("student.losses.0.temperature=.inf", "loss 'kd': option 'temperature' must be finite"),
+        ("student.losses.0.alpha=.nan", "loss 'kd': option 'alpha' is NaN"),
+        ("teachers.3.prior_precision=-.inf", "option 'prior_precision' must be finite"),
+        ("data.val_fraction=.nan", "data.val_fraction"),
+        ("data.test_fraction=.nan", "data.test_fraction"),
+    ],
+)
+def test_non_finite_numbers_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_infinity_is_allowed_where_it_is_the_default():
+    """w2_joint's beta = inf means "labels must match" (its default)."""
+    config = load_config(
+        None,
+        [
+            "student.losses=[{label: ce_w2, terms: [{name: onehot_ce}, "
+            "{name: w2_joint, weight: 0.001, beta: .inf}]}]"
+        ],
+    )
+    assert config.student.losses[0].terms[1].options["beta"] == float("inf")
+    with pytest.raises(ConfigError, match="'w2_joint': option 'beta' is NaN"):
+        load_config(
+            None,
+            [
+                "student.losses=[{label: ce_w2, terms: [{name: onehot_ce}, "
+                "{name: w2_joint, weight: 0.001, beta: .nan}]}]"
+            ],
+        )
+
+
+def test_test_fraction_applies_only_to_datasets_without_a_test_split(tmp_path):
+    import numpy as np
+
+    from bayesdistill.runner import load_data
+
+    assert load_config(None).data.test_fraction is None  # the default: 0.2 where it applies
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(100, 3)).astype(np.float32), np.arange(100) % 2
+    np.savez(tmp_path / "own.npz", x=x[:80], y=y[:80], x_test=x[80:], y_test=y[80:])
+    np.savez(tmp_path / "pool.npz", x=x, y=y)
+    own = {"name": "npz", "path": str(tmp_path / "own.npz")}
+    assert len(load_data(load_config({"data": own}).data).test) == 20
+    with pytest.raises(ConfigError, match=r"test_fraction=0.3 does not apply.*\(20 examples\)"):
+        load_data(load_config({"data": {**own, "test_fraction": 0.3}}).data)
+    pool = {"name": "npz", "path": str(tmp_path / "pool.npz")}
+    assert len(load_data(load_config({"data": pool}).data).test) == 20  # 0.2 of 100
+    assert len(load_data(load_config({"data": {**pool, "test_fraction": 0.3}}).data).test) == 30
+
+
+def test_train_settings_refuse_non_finite_numbers_from_python():
+    from bayesdistill.train import TrainSettings
+
+    with pytest.raises(ConfigError, match="lr must be a finite number, got inf"):
+        TrainSettings(lr=float("inf"))
+    with pytest.raises(ConfigError, match="warmup_epochs must be a finite number"):
+        TrainSettings(warmup_epochs=float("nan"))

@@ -325,6 +325,8 @@ def main() -> None:
     except typer.Abort:
         sys.exit(1)
     except USAGE_ERRORS as exc:  # a misspelled command or option, a missing value, ...
+        if getattr(exc, "ctx", True) is None:  # raised before the command's context existed
+            exc.ctx = _command_context(sys.argv[1:])  # type: ignore[attr-defined]
         exc.show()  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     except FloatingPointError as exc:  # training diverged: the message says what to change
@@ -340,6 +342,24 @@ def main() -> None:
         if not _is_out_of_memory(exc):
             raise
         _fail(f"{str(exc).splitlines()[0]}; lower the batch size or the model's width")
+
+
+def _command_context(argv: list[str]) -> Any:
+    """A parser context of the command named in ``argv`` (of the app when none is), so that
+    a usage error raised without one (an option's missing value) still shows the command's
+    usage line and where to find its help. None when even that cannot be made."""
+    import typer.main
+
+    try:
+        group = typer.main.get_command(app)
+        root = group.make_context(app.info.name or "bayesdistill", [], resilient_parsing=True)
+        name = next((a for a in argv if a in getattr(group, "commands", {})), None)
+        if name is None:
+            return root
+        command = group.get_command(root, name)
+        return command.make_context(name, [], parent=root, resilient_parsing=True)
+    except Exception:  # only a nicer message is at stake
+        return None
 
 
 def _fail(message: str) -> None:

@@ -121,7 +121,7 @@ class RunIdentity:
             detail = "; ".join(changed) if changed else "its config.yaml was edited"
             out.append(("config", detail))
         if record.get("seed") != self.seed:
-            out.append(("seed", f"seed {record.get('seed')} in the folder, {self.seed} here"))
+            out.append(("seed", f"{record.get('seed')} in the folder, {self.seed} here"))
         saved_teacher = record.get("teacher") or {}
         teacher = self.teacher or {}
         if saved_teacher.get("sha256") != teacher.get("sha256"):
