@@ -8,6 +8,8 @@ model zoo of the KD benchmarks (`bayesdistill.models.cifar`): ``resnet8`` … ``
 
 ``create_model(name, input_shape, num_classes, **options)`` builds a registered model and
 attaches its `ModelSpec`, so a saved network can be rebuilt from its file alone.
+``load_teacher_checkpoint`` / ``load_weights`` (`bayesdistill.models.checkpoints`) put trained
+weights from a file into one, also from the layouts of the mdistiller/RepDistiller zoo.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from bayesdistill.models.base import Classifier, ModelSpec
+from bayesdistill.models.checkpoints import (
+    KeyMapping,
+    WeightsMatch,
+    load_teacher_checkpoint,
+    load_weights,
+)
 from bayesdistill.models.cifar import ZOO
 from bayesdistill.models.cnn import CNN1d
 from bayesdistill.models.mlp import MLP, LinearSoftmax
@@ -47,8 +55,12 @@ __all__ = [
     "MODELS",
     "CNN1d",
     "Classifier",
+    "KeyMapping",
     "LinearSoftmax",
     "ModelSpec",
+    "WeightsMatch",
     "build_from_spec",
     "create_model",
+    "load_teacher_checkpoint",
+    "load_weights",
 ]
