@@ -173,6 +173,57 @@ def _number(value: float | None, fmt: str, scale: float = 1.0) -> str:
     return "n/a" if value is None else format(scale * value, fmt)
 
 
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where the study's units run: local (in this process), processes (a local pool), "
+        "ray (a Ray cluster). Default: the config's runtime.executor.name (local).",
+        show_default=False,
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", help="Worker processes (processes) or CPUs (local Ray).", show_default=False
+    ),
+]
+DevicesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--devices",
+        help="Devices of the workers, comma-separated (e.g. cuda:0,cuda:1 or cpu).",
+        show_default=False,
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="A running Ray cluster to join (ray.init(address=...)).",
+        show_default=False,
+    ),
+]
+
+
+def _executor_overrides(
+    executor: str | None, workers: int | None, devices: str | None, address: str | None
+) -> list[str]:
+    """The executor flags as config overrides of runtime.executor (validated there)."""
+    from bayesdistill.runner.executors import parse_devices
+
+    out = []
+    if executor is not None:
+        out.append(f"runtime.executor.name={executor}")
+    if workers is not None:
+        out.append(f"runtime.executor.workers={workers}")
+    if devices is not None:
+        out.append(f"runtime.executor.devices=[{', '.join(parse_devices(devices))}]")
+    if address is not None:
+        out.append(f"runtime.executor.address={address}")
+    return out
+
+
 @app.command()
 def study(
     config: ConfigArg,
@@ -180,9 +231,14 @@ def study(
     out: OutOpt = Path("runs/study"),
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
+    executor: ExecutorOpt = None,
+    workers: WorkersOpt = None,
+    devices: DevicesOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """For each seed: one teacher network, every teacher kind, one student per kind; tables and plots."""
-    _run_study(_load(config, overrides), out, resume, progress)
+    extra = _executor_overrides(executor, workers, devices, address)
+    _run_study(_load(config, [*(overrides or []), *extra]), out, resume, progress)
 
 
 @app.command()
@@ -191,10 +247,15 @@ def quickstart(
     out: OutOpt = Path("runs/quickstart"),
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
+    executor: ExecutorOpt = None,
+    workers: WorkersOpt = None,
+    devices: DevicesOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """The shipped MNIST-1D study (configs/quickstart.yaml): CPU, a few minutes."""
+    extra = _executor_overrides(executor, workers, devices, address)
     with resources.as_file(resources.files("bayesdistill") / "configs" / QUICKSTART) as path:
-        config = _load(path, overrides)
+        config = _load(path, [*(overrides or []), *extra])
     _run_study(config, out, resume, progress)
 
 
@@ -211,8 +272,36 @@ def _run_study(config, out: Path, resume: bool, progress: bool) -> None:
 
 
 @app.command()
-def report(folder: Annotated[Path, typer.Argument(help="A study's output folder.")]) -> None:
-    """Rewrite results.csv, results.md and plots/ of a study from its run folders."""
+def report(
+    folders: Annotated[
+        list[Path], typer.Argument(help="A study's output folder, or several to merge.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="With several folders: the new folder of the merged study."
+        ),
+    ] = None,
+) -> None:
+    """Rewrite results.csv, results.md and plots/ of a study from its run folders; with
+    several compatible studies (other seeds or teacher kinds) and --out, merge them into
+    one study folder with one table."""
+    from bayesdistill.errors import ConfigError
+
+    if len(folders) > 1 or out is not None:
+        if out is None:
+            raise ConfigError("merging several study folders needs --out, a new folder")
+        if len(folders) < 2:
+            raise ConfigError("--out merges several study folders; give two or more")
+        from bayesdistill.runner.merge import merge_studies
+
+        merged = merge_studies(folders, out)
+        _echo((merged / "results.md").read_text(encoding="utf-8"))
+        return
+    _report_one(folders[0])
+
+
+def _report_one(folder: Path) -> None:
     from bayesdistill.errors import ConfigError
     from bayesdistill.reports import write_reports
     from bayesdistill.runner.identity import recorded_kind

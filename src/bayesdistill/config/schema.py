@@ -10,6 +10,7 @@ loss may instead be a weighted sum ``{label: ..., terms: [{name, weight, <option
 from __future__ import annotations
 
 import math
+from enum import Enum
 from typing import Any, ClassVar
 
 import pydantic
@@ -28,7 +29,7 @@ from bayesdistill.losses import LOSSES, loss_kind
 from bayesdistill.losses.feature import FEATURE_LOSSES
 from bayesdistill.models import MODELS
 from bayesdistill.registry import Registry
-from bayesdistill.teachers import TEACHERS, needs_network
+from bayesdistill.teachers import TEACHERS, learns_from_data
 from bayesdistill.teachers.cross_fit import CrossFitPredictor, check_folds
 from bayesdistill.train.accel import Acceleration, Precision
 from bayesdistill.train.objective import LossTerm, check_combination, check_term
@@ -303,10 +304,12 @@ class TeacherKindConfig(NamedSpec):
 
     @model_validator(mode="after")
     def _cross_fit_learns(self) -> TeacherKindConfig:
-        if self.cross_fit is not None and (self.name == NO_TEACHER or not needs_network(self.name)):
+        if self.cross_fit is not None and (
+            self.name == NO_TEACHER or not learns_from_data(self.name, self.options)
+        ):
             raise ValueError(
                 f"teacher '{self.name}' learns nothing from the training set, so cross_fit "
-                "changes nothing; cross-fit a teacher kind built from a trained network"
+                "changes nothing; cross-fit a teacher kind fitted to data"
             )
         return self
 
@@ -346,12 +349,16 @@ class TeacherNetworkConfig(_Strict):
     ``exclude_student_subset: true`` (held-out distillation) trains the teachers without the
     student's per-class subset (``student.subset``), so their predictions there are
     out-of-sample.
+    ``checkpoint: PATH`` uses the trained weights in that file (a state dict of ``model``,
+    also in the mdistiller/RepDistiller layout: `bayesdistill.models.load_teacher_checkpoint`)
+    instead of training the network; ``train`` then only applies to kinds that train networks.
     """
 
     model: ModelConfig = Field(default_factory=_default_teacher_model)
     train: TrainSettings = TrainSettings()
     augment: list[AugmentConfig] = Field(default_factory=list)
     exclude_student_subset: bool = False
+    checkpoint: str | None = None
 
 
 class StudentConfig(_Strict):
@@ -414,14 +421,50 @@ def _default_teacher_kinds() -> list[TeacherKindConfig]:
     ]
 
 
+class ExecutorName(str, Enum):
+    """Where a study's units run (`bayesdistill.runner.executors`)."""
+
+    LOCAL = "local"
+    """In the calling process, one after the other."""
+    PROCESSES = "processes"
+    """A pool of ``workers`` processes on this machine, each on a device from ``devices``."""
+    RAY = "ray"
+    """Ray tasks on a running cluster (``address``) or a local one (``workers`` CPUs)."""
+
+
+class ExecutorConfig(_Strict):
+    """How a study's units are executed. It changes where they run, not their results, so
+    it is not part of a run's identity: a study may be resumed with another executor."""
+
+    name: ExecutorName = ExecutorName.LOCAL
+    workers: int = Field(2, ge=1)
+    devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
+    threads: int | None = Field(None, ge=1)
+    """CPU threads per worker (default: the machine's CPUs divided among the workers)."""
+    address: str | None = None
+    """A Ray cluster to join (``ray.init(address=...)``); None starts a local one."""
+
+    @field_validator("devices")
+    @classmethod
+    def _known_devices(cls, devices: list[str]) -> list[str]:
+        for device in devices:
+            if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
+                raise ValueError(
+                    f"executor devices must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got "
+                    f"'{device}'"
+                )
+        return devices
+
+
 class RuntimeConfig(_Strict):
-    """How networks run, not what they learn: speed options and data loading.
+    """How networks run, not what they learn: speed options, data loading, executors.
 
     The GPU fast path (`Acceleration`), opt-in: ``precision`` (fp32 | bf16 | fp16: autocast
     of every forward pass, student's and teacher's, with a GradScaler for fp16, which needs
     CUDA), ``channels_last``, ``cudnn_benchmark``, ``compile`` (torch.compile) and, for runs
     under torchrun, ``sync_batchnorm``. Data read through a DataLoader (streamed datasets)
-    uses ``num_workers`` worker processes and ``pin_memory``.
+    uses ``num_workers`` worker processes and ``pin_memory``. ``executor`` says where a
+    study's units run.
     """
 
     precision: Precision = Precision.FP32
@@ -431,6 +474,7 @@ class RuntimeConfig(_Strict):
     sync_batchnorm: bool = False
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = True
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     def loader_options(self) -> LoaderOptions:
         return LoaderOptions(num_workers=self.num_workers, pin_memory=self.pin_memory)
@@ -539,6 +583,8 @@ __all__ = [
     "NO_TEACHER",
     "AugmentConfig",
     "DataConfig",
+    "ExecutorConfig",
+    "ExecutorName",
     "ExperimentConfig",
     "LossConfig",
     "LossTermConfig",

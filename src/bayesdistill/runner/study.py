@@ -14,16 +14,24 @@ from its last checkpoint; resuming a finished study does nothing.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from bayesdistill.config.loading import dump_config
-from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig
+from bayesdistill.config.schema import ExecutorConfig, ExecutorName, ExperimentConfig
 from bayesdistill.io import write_json
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.common import experiment_summary, load_data, log, resolve_device
+from bayesdistill.runner.executors import (
+    Executor,
+    LocalExecutor,
+    ProcessExecutor,
+    RayExecutor,
+)
 from bayesdistill.runner.identity import (
     RunIdentity,
     RunState,
@@ -33,8 +41,8 @@ from bayesdistill.runner.identity import (
     open_run,
 )
 from bayesdistill.runner.layout import RunKind, RunLayout
-from bayesdistill.runner.students import check_student_losses, train_student
-from bayesdistill.runner.teachers import run_teacher_stage
+from bayesdistill.runner.students import check_student_losses
+from bayesdistill.runner.units import remember, run_unit, study_units
 
 
 def seed_dir(out: Path, seed: int) -> Path:
@@ -43,14 +51,42 @@ def seed_dir(out: Path, seed: int) -> Path:
 
 
 def config_values(config: ExperimentConfig) -> dict:
-    """The resolved config as the plain values its config.yaml holds."""
-    return yaml.safe_load(dump_config(config))
+    """The resolved config as the plain values its config.yaml holds, without the
+    executor (it changes where units run, not what they compute)."""
+    values = yaml.safe_load(dump_config(config))
+    values.get("runtime", {}).pop("executor", None)
+    return values
+
+
+def make_executor(config: ExecutorConfig, device: torch.device) -> Executor:
+    """The executor a config asks for."""
+    if config.name is ExecutorName.PROCESSES:
+        return ProcessExecutor(config.workers, config.devices, config.threads)
+    if config.name is ExecutorName.RAY:
+        return RayExecutor(
+            config.address,
+            num_cpus=None if config.address else config.workers,
+            cpus_per_task=config.threads or 1,
+            gpus_per_task=1.0 if device.type == "cuda" else 0.0,
+        )
+    return LocalExecutor()
 
 
 def run_study(
-    config: ExperimentConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+    config: ExperimentConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    executor: Executor | None = None,
 ) -> Path:
-    """Run (or resume) a study and write its results; returns ``out``."""
+    """Run (or resume) a study and write its results; returns ``out``.
+
+    The study's units (`bayesdistill.runner.units`) run on ``executor`` (default: one after
+    the other in this process). Units that fail are reported together at the end, after
+    every unit that does not depend on them has run (`StudyFailedError`); rerunning with
+    ``resume=True`` runs only what did not finish.
+    """
     layout = RunLayout(Path(out))
     existing = inspect_output(layout, kind=RunKind.STUDY, resume=resume)
     device = resolve_device(config.device)
@@ -82,44 +118,17 @@ def run_study(
         device,
         config.seeds,
     )
-    for seed in config.seeds:
-        pieces = layout.seed(seed)
-        teachers = run_teacher_stage(
-            config, splits, seed, pieces.folder, device, resume=resume, progress=progress
-        )
-        if any(kind.name == NO_TEACHER for kind in config.teachers):
-            train_student(
-                config.student,
-                splits,
-                seed,
-                None,
-                None,
-                NO_TEACHER,
-                pieces.one_hot_student.folder,
-                device,
-                resume=resume,
-                progress=progress,
-                accel=accel,
-            )
-        for loss in config.student.losses:
-            for kind in config.teachers:
-                if kind.name == NO_TEACHER or not loss.applies_to(kind.key):
-                    continue
-                train_student(
-                    config.student,
-                    splits,
-                    seed,
-                    teachers[kind.key],
-                    loss,
-                    kind.key,
-                    pieces.student(loss.key, kind.key).folder,
-                    device,
-                    resume=resume,
-                    progress=progress,
-                    targets_cache=pieces.teacher(kind.key).train_probs,
-                    held_out=config.teacher.exclude_student_subset,
-                    accel=accel,
-                )
+    executor = executor or make_executor(config.runtime.executor, device)
+    remember(layout.root, config, splits)  # units run here reuse the loaded data
+    units = study_units(config)
+    log.info("study: %d units (%s)", len(units), type(executor).__name__)
+    outcome = executor.run(
+        units, functools.partial(run_unit, out=str(layout.root), progress=progress)
+    )
+    if outcome.failed:
+        if outcome.finished:
+            write_reports(layout.root)  # what finished, for a look while fixing the rest
+        outcome.raise_for_failures()
     write_json(layout.timing, {"seconds": time.perf_counter() - tic, "resumed": resume})
     write_reports(layout.root)
     finish_run(layout, identity)

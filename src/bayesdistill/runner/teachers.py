@@ -21,7 +21,7 @@ from bayesdistill.data.stream import LabelledData
 from bayesdistill.io import JsonLines, files_exist, load_torch, read_json, save_torch, write_json
 from bayesdistill.losses import onehot_ce
 from bayesdistill.metrics import fluctuation, mean_entropy
-from bayesdistill.models import Classifier
+from bayesdistill.models import Classifier, load_teacher_checkpoint
 from bayesdistill.runner.common import (
     TEACHER_INIT_STREAM,
     build_augment,
@@ -32,6 +32,7 @@ from bayesdistill.runner.common import (
     save_network,
     split_metrics,
 )
+from bayesdistill.runner.identity import file_sha256
 from bayesdistill.runner.layout import (
     NETWORK_DIR as NETWORK_DIR,  # (re-exported for older imports, as the three below)
 )
@@ -121,12 +122,32 @@ def train_teacher_network(
     resume: bool,
     progress: bool,
 ) -> Classifier:
-    """Train (or, when finished earlier, load) the network the teacher kinds are built from."""
+    """Train (or, when finished earlier, load) the network the teacher kinds are built from;
+    with ``teacher.checkpoint``, read it from that file instead (the same for every seed)."""
     files = NetworkFiles(folder)
     done = files.network
     if resume and files_exist(done, files.summary):
         log.info("seed %d: teacher network already trained, loading %s", seed, done)
         return load_network(done, device)
+    if config.teacher.checkpoint is not None:
+        tic = time.perf_counter()
+        path = Path(config.teacher.checkpoint)
+        model = config.teacher.model
+        network = load_teacher_checkpoint(
+            path, model.name, splits.input_shape, splits.num_classes, model.options
+        ).to(device)
+        save_network(done, network)
+        write_json(
+            files.summary,
+            {
+                "checkpoint": str(path.resolve()),
+                "sha256": file_sha256(path),
+                "final": network_evaluator(splits)(network),
+                "fluctuation": float("nan"),  # no learning curve: not trained here
+                "seconds": time.perf_counter() - tic,
+            },
+        )
+        return network
     network = init_network(config.teacher.model, splits, seed, TEACHER_INIT_STREAM, device)
     tic = time.perf_counter()
     result = fit(
@@ -246,19 +267,22 @@ def run_teacher_stage(
     *,
     resume: bool,
     progress: bool,
+    only: list[str] | None = None,
 ) -> dict[str, SavableTeacher]:
-    """Train the teacher network once and build every configured teacher kind from it.
+    """Train the teacher network once and build every configured teacher kind from it
+    (or only the kinds labelled ``only``: one unit of a study run by an executor).
 
     With ``teacher.exclude_student_subset`` the network and every kind are trained without
     the student's examples (held-out distillation).
     """
     pieces = SeedLayout(seed_dir)
     kinds = [k for k in config.teachers if k.name != NO_TEACHER]
+    if only is not None:
+        kinds = [k for k in kinds if k.key in only]
     student_splits = splits
-    if config.teacher.exclude_student_subset:
-        splits = held_out_splits(config, splits, seed)
+    splits = teacher_splits(config, splits, seed)
     network, network_fluct = None, float("nan")
-    if any(needs_network(k.name) for k in kinds):
+    if any(uses_network(k) for k in kinds):
         network = train_teacher_network(
             config, splits, seed, pieces.network.folder, device, resume=resume, progress=progress
         )
@@ -274,6 +298,7 @@ def run_teacher_stage(
         evaluate=network_evaluator(splits),
         augment=build_augment(config.teacher.augment),
         accel=config.runtime.acceleration(),
+        device=device,
     )
     plans = {  # the folds (and fold networks) are shared by the kinds with the same K
         k: CrossFitPlan.make(replace(context, run_dir=pieces.cross_fit(k)), k)
@@ -292,6 +317,20 @@ def run_teacher_stage(
     }
 
 
+def uses_network(kind: TeacherKindConfig) -> bool:
+    """Whether building ``kind`` needs the seed's trained teacher network (its options
+    count: mfvi from scratch does not, an ensemble of IVON members does not)."""
+    return kind.name != NO_TEACHER and needs_network(kind.name, kind.options)
+
+
+def teacher_splits(config: ExperimentConfig, splits: DataSplits, seed: int) -> DataSplits:
+    """The data teachers train on: ``splits``, or without the student's examples of this
+    seed when ``teacher.exclude_student_subset`` (held-out distillation)."""
+    if config.teacher.exclude_student_subset:
+        return held_out_splits(config, splits, seed)
+    return splits
+
+
 def held_out_splits(config: ExperimentConfig, splits: DataSplits, seed: int) -> DataSplits:
     """The splits whose training set leaves out the student's examples of this seed."""
     from bayesdistill.runner.students import student_indices  # students import this module
@@ -307,6 +346,8 @@ def held_out_splits(config: ExperimentConfig, splits: DataSplits, seed: int) -> 
 
 
 def _device(context: TeacherContext) -> torch.device:
+    if context.device is not None:
+        return context.device
     if context.network is not None:
         return next(context.network.parameters()).device
     return torch.device("cpu")

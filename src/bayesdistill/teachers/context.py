@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from bayesdistill.data.augment import Augmentation
@@ -45,6 +46,7 @@ class TeacherContext:
         augment: the batch augmentation ``network`` was trained with; teachers that train
             networks (IVON, MFVI, MSE, MCMI, ensemble members) train with it too.
         accel: speed options (mixed precision, ...) for those trainings.
+        device: the run's device (where teachers are loaded when nothing else says).
     """
 
     splits: DataSplits
@@ -59,6 +61,7 @@ class TeacherContext:
     train_network: Callable[[], Classifier] | None = None
     augment: Augmentation | None = None
     accel: Acceleration = DEFAULT_ACCELERATION
+    device: torch.device | None = None
 
     def training_options(self) -> dict[str, Any]:
         """The keywords every teacher trainer (``train_ivon``, ``train_mfvi``, ...) takes

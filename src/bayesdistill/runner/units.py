@@ -1,0 +1,229 @@
+"""A study as a graph of units, each runnable in any process that sees the run folder.
+
+Per seed::
+
+    seed_<s>/network                 the teacher network (when a teacher kind needs one)
+    seed_<s>/teacher/<label>         a teacher kind built from it (cross-fitted kinds with the
+                                     same K are one unit: they share their fold networks)
+    seed_<s>/student/none            the one-hot student
+    seed_<s>/student/<loss>/<label>  a student distilled from one teacher kind
+
+A unit reads what it needs from the run folder (the resolved config, the network, the
+teacher file) and writes its outputs there; `run_unit` runs one in the calling process.
+Finished units are found on disk and skipped (every unit runs with resume), so a rerun
+with ``--resume`` redoes only what did not finish. The reports are written once all units
+have run, by the process that started the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from bayesdistill.config.loading import load_config
+from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
+from bayesdistill.data import DataSplits
+from bayesdistill.runner.common import load_data, resolve_device
+from bayesdistill.runner.executors import Placement, Unit, unit_log_path
+from bayesdistill.runner.layout import CONFIG, RunLayout
+from bayesdistill.runner.students import train_student
+from bayesdistill.runner.teachers import (
+    run_teacher_stage,
+    teacher_splits,
+    train_teacher_network,
+    uses_network,
+)
+from bayesdistill.teachers import load_teacher
+
+log = logging.getLogger("bayesdistill")
+
+NETWORK = "network"
+TEACHER = "teacher"
+STUDENT = "student"
+
+
+def study_units(config: ExperimentConfig) -> list[Unit]:
+    """The units of a study, each after the units it needs."""
+    units: list[Unit] = []
+    kinds = [k for k in config.teachers if k.name != NO_TEACHER]
+    for seed in config.seeds:
+        prefix = f"seed_{seed}"
+        network = f"{prefix}/{NETWORK}"
+        if any(uses_network(k) for k in kinds):
+            units.append(Unit(network, NETWORK, seed))
+        teacher_unit: dict[str, str] = {}
+        groups: dict[str, list[TeacherKindConfig]] = {}
+        for kind in kinds:  # cross-fitted kinds with the same K share their fold networks
+            group = kind.key if kind.cross_fit is None else f"cross_fit_{kind.cross_fit}"
+            groups.setdefault(group, []).append(kind)
+        for group, members in groups.items():
+            name = f"{prefix}/{TEACHER}/{group}"
+            deps = (network,) if any(uses_network(k) for k in members) else ()
+            units.append(Unit(name, TEACHER, seed, deps, {"kinds": [k.key for k in members]}))
+            teacher_unit.update(dict.fromkeys((k.key for k in members), name))
+        if any(k.name == NO_TEACHER for k in config.teachers):
+            units.append(Unit(f"{prefix}/{STUDENT}/{NO_TEACHER}", STUDENT, seed, (), {}))
+        for loss in config.student.losses:
+            for kind in kinds:
+                if not loss.applies_to(kind.key):
+                    continue
+                units.append(
+                    Unit(
+                        f"{prefix}/{STUDENT}/{loss.key}/{kind.key}",
+                        STUDENT,
+                        seed,
+                        (teacher_unit[kind.key],),
+                        {"loss": loss.key, "kind": kind.key},
+                    )
+                )
+    return units
+
+
+def run_unit(unit: Unit, placement: Placement, *, out: str, progress: bool = False) -> None:
+    """Run one unit of the study in ``out`` in this process (resuming what it finds)."""
+    if placement.threads is not None:
+        torch.set_num_threads(placement.threads)
+    folder = Path(out)
+    config, splits = _study(str(folder.resolve()))
+    device = resolve_device(config.device if placement.device == "auto" else placement.device)
+    handler = _log_to_file(unit_log_path(folder, unit))
+    log.info("unit %s: process %d, device %s", unit.name, os.getpid(), device)
+    try:
+        if unit.kind == NETWORK:
+            _network(config, splits, unit.seed, folder, device, progress)
+        elif unit.kind == TEACHER:
+            _teachers(config, splits, unit.seed, folder, device, unit.args["kinds"], progress)
+        elif unit.kind == STUDENT:
+            _student(config, splits, unit, folder, device, progress)
+        else:
+            raise ValueError(f"unknown unit kind '{unit.kind}' of unit '{unit.name}'")
+    except BaseException:
+        log.exception("unit %s failed", unit.name)
+        raise
+    finally:
+        logging.getLogger("bayesdistill").removeHandler(handler)
+        handler.close()
+
+
+_LOADED: dict[str, tuple[ExperimentConfig, DataSplits]] = {}
+"""Each process loads a run folder's config and data once (the last folder only)."""
+
+
+def _study(out: str) -> tuple[ExperimentConfig, DataSplits]:
+    """The run folder's config and data, loaded once per process."""
+    if out not in _LOADED:
+        config = load_config(Path(out) / CONFIG)
+        _LOADED.clear()
+        _LOADED[out] = (config, load_data(config.data, config.runtime.loader_options()))
+    return _LOADED[out]
+
+
+def remember(out: str | Path, config: ExperimentConfig, splits: DataSplits) -> None:
+    """Let units of the run folder ``out`` run in this process use data already loaded."""
+    _LOADED.clear()
+    _LOADED[str(Path(out).resolve())] = (config, splits)
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger = logging.getLogger("bayesdistill")
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+def _network(
+    config: ExperimentConfig,
+    splits: DataSplits,
+    seed: int,
+    out: Path,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    train_teacher_network(
+        config,
+        teacher_splits(config, splits, seed),
+        seed,
+        RunLayout(out).seed(seed).network.folder,
+        device,
+        resume=True,
+        progress=progress,
+    )
+
+
+def _teachers(
+    config: ExperimentConfig,
+    splits: DataSplits,
+    seed: int,
+    out: Path,
+    device: torch.device,
+    labels: list[str],
+    progress: bool,
+) -> None:
+    run_teacher_stage(
+        config,
+        splits,
+        seed,
+        RunLayout(out).seed(seed).folder,
+        device,
+        resume=True,
+        progress=progress,
+        only=labels,
+    )
+
+
+def _student(
+    config: ExperimentConfig,
+    splits: DataSplits,
+    unit: Unit,
+    out: Path,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    pieces = RunLayout(out).seed(unit.seed)
+    accel = config.runtime.acceleration()
+    if not unit.args:
+        train_student(
+            config.student,
+            splits,
+            unit.seed,
+            None,
+            None,
+            NO_TEACHER,
+            pieces.one_hot_student.folder,
+            device,
+            resume=True,
+            progress=progress,
+            accel=accel,
+        )
+        return
+    loss = next(x for x in config.student.losses if x.key == unit.args["loss"])
+    label = unit.args["kind"]
+    files = pieces.teacher(label)
+    teacher = load_teacher(files.teacher, device)
+    train_student(
+        config.student,
+        splits,
+        unit.seed,
+        teacher,
+        loss,
+        label,
+        pieces.student(loss.key, label).folder,
+        device,
+        resume=True,
+        progress=progress,
+        targets_cache=files.train_probs,
+        held_out=config.teacher.exclude_student_subset,
+        accel=accel,
+    )
+
+
+def cpu_threads_per_worker(workers: int) -> int:
+    """An equal share of this machine's CPUs for each of ``workers`` workers (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // workers)
