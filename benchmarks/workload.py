@@ -1,0 +1,81 @@
+"""What the benchmarks share: the quickstart workload and interleaved timing.
+
+Timings on a shared machine drift as other jobs come and go, so every benchmark runs its
+variants in interleaved rounds (round r times each variant once, in a rotated order, so
+that no variant always runs first or right after a costly one) and compares a variant
+with its baseline by the median over rounds of the per-round ratio: both times of a
+ratio were taken within seconds of each other.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+import torch
+
+from bayesdistill.config import ExperimentConfig, load_config
+from bayesdistill.data import ArrayData, DataSplits
+from bayesdistill.runner.common import load_data
+from bayesdistill.runner.students import student_indices
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The quickstart config, its data splits and the student's training set."""
+
+    config: ExperimentConfig
+    splits: DataSplits
+    train: ArrayData
+
+
+def quickstart(full_train: bool = False) -> Workload:
+    """The quickstart workload on the CPU: MNIST-1D, the quickstart student's training
+    subset (or the whole training set)."""
+    path = resources.files("bayesdistill") / "configs" / "quickstart.yaml"
+    with resources.as_file(path) as file:
+        config = load_config(file, ["device=cpu"])
+    splits = load_data(config.data)
+    index = (
+        torch.arange(len(splits.train))
+        if full_train
+        else student_indices(config.student, splits, seed=0)
+    )
+    return Workload(config, splits, splits.train.subset(index))
+
+
+def seconds(run: Callable[[], object]) -> float:
+    """Wall-clock seconds of ``run()``."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def interleaved(variants: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each variant's measurements (what its callable returns) over ``rounds`` rounds.
+
+    Every variant runs once before timing starts (warm-up: allocator, kernels, page cache);
+    round r then runs the variants in the order rotated by r.
+    """
+    names = list(variants)
+    for name in names:
+        variants[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(variants[name]())
+    return times
+
+
+def paired_ratio(times: Mapping[str, list[float]], name: str, base: str) -> float:
+    """Median over rounds of ``times[name][r] / times[base][r]``."""
+    return statistics.median(a / b for a, b in zip(times[name], times[base], strict=True))
+
+
+def spread(values: list[float]) -> float:
+    """Max − min."""
+    return max(values) - min(values)
