@@ -24,7 +24,11 @@ from bayesdistill.models import (
     load_teacher_checkpoint,
     load_weights,
 )
-from bayesdistill.models.checkpoints import guess_architecture, unwrap_state_dict
+from bayesdistill.models.checkpoints import (
+    check_teacher_checkpoint,
+    guess_architecture,
+    unwrap_state_dict,
+)
 from bayesdistill.runner.common import save_network
 
 Layout = list[tuple[str, tuple[int, ...]]]
@@ -417,6 +421,16 @@ def test_a_deeper_network_of_the_same_family_is_refused(tmp_path):
     )
     with pytest.raises(CheckpointError, match="seems to hold a 'resnet8x4'"):
         load_teacher_checkpoint(tmp_path / "t.pth", "resnet32x4", IMAGE, NUM_CLASSES)
+
+
+def test_check_before_a_run_loads_nothing(tmp_path):
+    source = trained_like("resnet8x4")
+    layout = cifar_resnet_layout(8, (32, 64, 128, 256))
+    torch.save({"model": their_file(source, layout)}, tmp_path / "t.pth")
+    match = check_teacher_checkpoint(tmp_path / "t.pth", "resnet8x4", IMAGE, NUM_CLASSES)
+    assert match.mapping is KeyMapping.POSITIONAL and match.container == "model"
+    with pytest.raises(CheckpointError, match="into 'resnet8x4' for 10 classes"):
+        check_teacher_checkpoint(tmp_path / "t.pth", "resnet8x4", IMAGE, 10)
 
 
 def test_guess_covers_generic_variants():

@@ -338,6 +338,33 @@ def load_teacher_checkpoint(
     return model.eval()
 
 
+def check_teacher_checkpoint(
+    path: str | os.PathLike[str],
+    model_config_name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    options: Mapping[str, Any] | None = None,
+) -> WeightsMatch:
+    """What `load_teacher_checkpoint` would do, without building real weights: the model is
+    built on the meta device and nothing is loaded. For checks before a run starts; raises
+    the same errors."""
+    from bayesdistill.models import create_model
+
+    with torch.device("meta"):
+        model = create_model(
+            model_config_name, tuple(input_shape), num_classes, **dict(options or {})
+        )
+    state, container, prefix, spec = read_state_dict(path)
+    try:
+        full, mapping, kept, _ = match_state_dict(model, state)
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"cannot load '{path}' into {_model_name(model)}: {exc}{_spec_origin(spec)}"
+        ) from None
+    tensors = sum(1 for k in full if not _is_counter(k))
+    return WeightsMatch(mapping, tensors, container, prefix, kept)
+
+
 # ---- telling the user what the file holds --------------------------------------------------
 
 
@@ -467,6 +494,7 @@ __all__ = [
     "CONTAINER_KEYS",
     "KeyMapping",
     "WeightsMatch",
+    "check_teacher_checkpoint",
     "describe_match",
     "guess_architecture",
     "load_teacher_checkpoint",
