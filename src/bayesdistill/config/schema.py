@@ -9,6 +9,7 @@ loss may instead be a weighted sum ``{label: ..., terms: [{name, weight, <option
 
 from __future__ import annotations
 
+import itertools
 import math
 from enum import Enum
 from typing import Any, ClassVar
@@ -19,12 +20,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_serializer,
     model_validator,
 )
 
 from bayesdistill.data import AUGMENTATIONS, DATASETS, LoaderOptions, Standardization
+from bayesdistill.errors import did_you_mean
 from bayesdistill.losses import LOSSES, loss_kind
 from bayesdistill.losses.feature import FEATURE_LOSSES
 from bayesdistill.models import MODELS
@@ -157,6 +160,22 @@ class LossTermConfig(BaseModel):
         return LossTerm(self.name, self.weight, self.options, self.label)
 
 
+class SelectBy(str, Enum):
+    """The validation metric that picks a tuned loss's grid point per teacher kind."""
+
+    VAL_ACCURACY = "val_accuracy"
+    """Highest mean validation accuracy over seeds."""
+    VAL_NLL = "val_nll"
+    """Lowest mean validation NLL over seeds."""
+
+
+def _plain(value: Any) -> str:
+    """A grid value as written in a candidate's label (4.0 → 4, 0.5 → 0.5)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 class LossConfig(BaseModel):
     """A student loss: one registered loss, or a weighted sum of named terms.
 
@@ -173,6 +192,13 @@ class LossConfig(BaseModel):
     study trains one student per (loss, teacher kind). It lets one study give each teacher
     kind its own hyper-parameters, e.g. the paper's KD (α, T) = (0.5, 4) for the
     deterministic teacher and (1.0, 2) for the Laplace teacher.
+
+    ``tune`` (optional, single losses) is a grid over the loss's options, e.g. ``{alpha:
+    [0.5, 0.9], temperature: [1, 2, 4, 8]}``: the study trains one student per grid point
+    (`candidates`) and, for each teacher kind, reports the grid point with the best mean
+    validation metric over seeds (``select_by``: ``val_accuracy``, highest, or
+    ``val_nll``, lowest), so every teacher kind is compared at its own best setting,
+    chosen without the test set.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -181,6 +207,10 @@ class LossConfig(BaseModel):
     label: str | None = None
     terms: list[LossTermConfig] | None = Field(None, min_length=1)
     teachers: list[str] | None = Field(None, min_length=1)
+    tune: dict[str, list[Any]] | None = None
+    select_by: SelectBy = SelectBy.VAL_ACCURACY
+    _tuned_from: str | None = PrivateAttr(None)
+    _tuned_values: dict[str, Any] | None = PrivateAttr(None)
 
     @model_validator(mode="before")
     @classmethod
@@ -202,7 +232,14 @@ class LossConfig(BaseModel):
             check_finite_options(LOSSES, self.name, validated)
             for key, value in validated.items():
                 self.__pydantic_extra__[key] = value  # type: ignore[index]
+            if self.tune is not None:
+                self._check_tune(validated)
             return self
+        if self.tune is not None:
+            raise ValueError(
+                "tune applies to a single loss ({name: kd, tune: {temperature: [1, 4]}}); a "
+                "composite loss cannot be tuned"
+            )
         if self.name is not None:
             raise ValueError(
                 f"give either `name` ('{self.name}') or `terms`, not both; a composite loss "
@@ -218,14 +255,79 @@ class LossConfig(BaseModel):
             self.label = "+".join(t.key for t in self.terms)
         return self
 
+    def _check_tune(self, fixed: dict[str, Any]) -> None:
+        allowed = [o.name for o in LOSSES.entry(self.name).options]  # type: ignore[arg-type]
+        if not self.tune:
+            raise ValueError("tune needs at least one option with a list of values")
+        for option, values in self.tune.items():
+            if option not in allowed:
+                raise ValueError(
+                    f"tune: loss '{self.name}' has no option '{option}'; its options are "
+                    f"{allowed}{did_you_mean(option, allowed)}"
+                )
+            if not isinstance(values, list) or not values:
+                raise ValueError(
+                    f"tune.{option} must be a non-empty list of values, got {values!r}"
+                )
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"tune.{option} lists a value twice: {values}")
+            if option in (self.model_extra or {}):
+                raise ValueError(
+                    f"'{option}' is both set ({fixed[option]}) and tuned ({values}); give one"
+                )
+        for point in self.grid():
+            checked = LOSSES.validate_options(self.name, {**fixed, **point})  # type: ignore[arg-type]
+            check_finite_options(LOSSES, self.name, checked)  # type: ignore[arg-type]
+
+    def grid(self) -> list[dict[str, Any]]:
+        """The grid points of ``tune`` (option → value), in the order written."""
+        if not self.tune:
+            return []
+        keys = list(self.tune)
+        return [
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*self.tune.values())
+        ]
+
+    def candidates(self) -> list[LossConfig]:
+        """One loss per grid point of ``tune``, labelled ``<label>@opt=value,...`` (itself
+        when untuned). Each knows the loss it was tuned from and its grid point."""
+        if self.tune is None:
+            return [self]
+        out = []
+        for point in self.grid():
+            values = ",".join(f"{k}={_plain(v)}" for k, v in point.items())
+            candidate = LossConfig(
+                name=self.name,
+                label=f"{self.key}@{values}",
+                teachers=self.teachers,
+                **{**self.options, **point},
+            )
+            candidate._tuned_from = self.key
+            candidate._tuned_values = {k: candidate.options[k] for k in point}
+            out.append(candidate)
+        return out
+
+    @property
+    def tuned_from(self) -> str | None:
+        """The tuned loss this candidate belongs to (None for a loss as written)."""
+        return self._tuned_from
+
+    @property
+    def tuned_values(self) -> dict[str, Any] | None:
+        """This candidate's grid point (None for a loss as written)."""
+        return self._tuned_values
+
     @model_serializer(mode="wrap")
     def _dump(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict[str, Any]:
         """Leave ``terms`` out of a single loss (a composite keeps ``name: null``, which
-        readers of saved configs may look up)."""
+        readers of saved configs may look up), and untuned losses' tuning keys."""
         data = handler(self)
-        for key in ("terms", "teachers"):
+        for key in ("terms", "teachers", "tune"):
             if key in data and data[key] is None:
                 del data[key]
+        if self.tune is None:
+            data.pop("select_by", None)
         return data
 
     @property
@@ -406,6 +508,10 @@ class StudentConfig(_Strict):
                 "set, but the student trains with augmentation; use 'views' or 'none'"
             )
         return self
+
+    def trained_losses(self) -> list[LossConfig]:
+        """The losses students are trained with: a tuned loss gives one per grid point."""
+        return [candidate for loss in self.losses for candidate in loss.candidates()]
 
     @field_validator("losses")
     @classmethod

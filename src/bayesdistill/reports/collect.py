@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from bayesdistill.config.loading import load_config
 from bayesdistill.io import JsonLines, load_torch, read_json
 from bayesdistill.metrics import best_point, mean_total_variation
+from bayesdistill.reports.tuning import HIGHER_IS_BETTER, Choice, choose
 from bayesdistill.runner.layout import ONE_HOT, RunLayout
 
 METRICS = ("accuracy", "top5_accuracy", "nll", "ece", "brier")
@@ -45,6 +47,7 @@ CSV_COLUMNS = (
     "train_ece",
     "target_entropy",
     "seconds",
+    "chosen",
 )
 
 
@@ -61,6 +64,10 @@ class StudyResults:
     rows: list[dict[str, Any]] = field(default_factory=list)
     curves: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = field(default_factory=dict)
     teacher_probs: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+    candidate_rows: list[dict[str, Any]] = field(default_factory=list)
+    """The students of every grid point of tuned losses (tuning.csv), with validation metrics."""
+    choices: dict[tuple[str, str], Choice] = field(default_factory=dict)
+    """(tuned loss, teacher kind) → the grid point chosen on validation data."""
 
     @property
     def seeds(self) -> list[int]:
@@ -101,6 +108,9 @@ def collect(folder: str | Path) -> StudyResults:
     data = read_json(layout.data) if layout.data.is_file() else {}
     pairs = [_kind_label(k) for k in config["teachers"]]
     losses = [loss.get("label") or loss["name"] for loss in config["student"]["losses"]]
+    parsed = load_config(config)
+    candidates = {loss.key: [c.key for c in loss.candidates()] for loss in parsed.student.losses}
+    tuned = {loss.key: loss for loss in parsed.student.losses if loss.tune is not None}
     results = StudyResults(folder, config, data, [label for label, _ in pairs], dict(pairs), losses)
     reference = next((lab for lab, name in pairs if name == REFERENCE_TEACHER), None)
     for seed in results.seeds:
@@ -132,18 +142,64 @@ def collect(folder: str | Path) -> StudyResults:
             students = (
                 [(NO_TEACHER, pieces.one_hot_student)]
                 if dict(pairs)[label] == NO_TEACHER
-                else [(loss, pieces.student(loss, label)) for loss in losses]
+                else [
+                    (candidate, pieces.student(candidate, label))
+                    for loss in losses
+                    for candidate in candidates[loss]
+                ]
             )
             for loss, files in students:
                 if files.summary.is_file():
                     summary = read_json(files.summary)
                     row = _row("student", label, seed, summary["final"], summary)
                     row["loss"] = summary.get("loss_label", loss)
-                    results.rows.append(row)
                     curve = JsonLines(files.metrics).read()
                     row.update(best_accuracies(curve))
                     results.curves.setdefault((loss, label), {})[seed] = curve
+                    if summary.get("tuned_from") in tuned:
+                        row["tuned_from"] = summary["tuned_from"]
+                        row["tuned_values"] = summary.get("tuned_values", {})
+                        for metric in HIGHER_IS_BETTER:
+                            row[metric] = summary["final"].get(metric, "")
+                        results.candidate_rows.append(row)
+                    else:
+                        results.rows.append(row)
+    for loss in tuned.values():
+        _select(results, loss.key, loss.select_by.value)
     return results
+
+
+def _select(results: StudyResults, loss: str, metric: str) -> None:
+    """For each teacher kind, report the grid point of ``loss`` chosen on validation data
+    (`bayesdistill.reports.tuning.choose`) under the loss's own label."""
+    for kind in results.kinds:
+        rows = [
+            r
+            for r in results.candidate_rows
+            if r["tuned_from"] == loss and r["teacher_kind"] == kind
+        ]
+        if not rows:
+            continue
+        validation: dict[str, dict[int, float]] = {}
+        for row in rows:  # validation metrics only: the choice never sees the test set
+            value = row.get(metric)
+            validation.setdefault(row["loss"], {})[row["seed"]] = (
+                float(value) if isinstance(value, (int, float)) else float("nan")
+            )
+        best, scores = choose(validation, metric)
+        chosen = next(r for r in rows if r["loss"] == best)
+        choice = Choice(loss, kind, best, dict(chosen["tuned_values"]), metric, scores)
+        results.choices[(loss, kind)] = choice
+        for row in rows:
+            if row["loss"] == best:
+                results.rows.append(
+                    {
+                        **{k: v for k, v in row.items() if k in CSV_COLUMNS},
+                        "loss": loss,
+                        "chosen": choice.describe(),
+                    }
+                )
+        results.curves[(loss, kind)] = results.curves.get((best, kind), {})
 
 
 def _row(

@@ -115,6 +115,8 @@ def markdown(
         kinds = _loss_kinds(results, spec.get("teachers"))
         lines += [f"## Student loss `{loss}`: {_loss_text(spec)}", ""]
         lines += _loss_table(results, loss, kinds, method, bootstrap_seed)
+        if any(key[0] == loss for key in results.choices):
+            lines += ["", *_tuning_table(results, loss, kinds)]
         lines += ["", *_literature_table(results, loss, kinds), ""]
         lines += findings(loss_differences(results, loss, kinds, method, bootstrap_seed), loss)
     distances = _teacher_distance_table(results, seeds)
@@ -175,8 +177,19 @@ def _summary_table(results: StudyResults) -> list[str]:
 
 
 def _loss_text(spec: dict[str, object]) -> str:
-    """``kd(alpha=0.9, temperature=4.0)``, or a composite's weighted sum of its terms."""
+    """``kd(alpha=0.9, temperature=4.0)``, or a composite's weighted sum of its terms, or
+    a tuned loss with its grid."""
     terms = spec.get("terms")
+    if spec.get("tune"):
+        grid = "; ".join(
+            f"{k} ∈ {{{', '.join(str(v) for v in values)}}}"
+            for k, values in spec["tune"].items()  # type: ignore[attr-defined]
+        )
+        fixed = _options_text(spec)
+        return (
+            f"{spec['name']}({fixed}{', ' if fixed else ''}tuned per teacher kind over {grid}, "
+            f"by {spec.get('select_by', 'val_accuracy')} averaged over seeds)"
+        )
     if not terms:
         return f"{spec['name']}({_options_text(spec)})"
     parts = []
@@ -313,8 +326,27 @@ def _options_text(spec: dict[str, object]) -> str:
     return ", ".join(
         f"{k}={v}"
         for k, v in spec.items()
-        if k not in ("name", "label", "teachers", "terms") and v is not None
+        if k not in ("name", "label", "teachers", "terms", "tune", "select_by") and v is not None
     )
+
+
+def _tuning_table(results: StudyResults, loss: str, kinds: list[str]) -> list[str]:
+    """Each teacher kind's grid point chosen on validation data, and every point's score."""
+    lines = [
+        "Chosen on the validation set (never the test set) for each teacher kind; the "
+        "table above reports the test metrics of these settings. Every grid point's mean "
+        "validation score over seeds is in tuning.csv's rows.",
+        "",
+        "| teacher kind | chosen | mean validation score of each grid point |",
+        "|---|---|---|",
+    ]
+    for kind in kinds:
+        choice = results.choices.get((loss, kind))
+        if choice is None:
+            continue
+        scores = ", ".join(f"{c.split('@', 1)[-1]}: {v:.4f}" for c, v in choice.scores.items())
+        lines.append(f"| `{kind}` | {choice.describe()} ({choice.metric}) | {scores} |")
+    return lines
 
 
 def _teacher_distance_table(results: StudyResults, seeds: list[int]) -> str:
@@ -357,4 +389,20 @@ def write_tables(
     md_content = markdown(results, interval, bootstrap_seed)
     write_text(results.folder / "results.csv", csv_content)
     write_text(results.folder / "results.md", md_content)
+    if results.candidate_rows:
+        write_text(results.folder / "tuning.csv", tuning_csv_text(results))
     return csv_content, md_content
+
+
+def tuning_csv_text(results: StudyResults) -> str:
+    """Every grid point's students: the test metrics of results.csv plus the validation
+    metrics the choice was made on, and the grid point's values."""
+    columns = ["tuned_from", *CSV_COLUMNS[:-1], "val_accuracy", "val_nll", "tuned_values"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in results.candidate_rows:
+        values = {k: _csv_value(row.get(k, "")) for k in columns}
+        values["tuned_values"] = ", ".join(f"{k}={v}" for k, v in row["tuned_values"].items())
+        writer.writerow(values)
+    return buffer.getvalue()

@@ -97,7 +97,7 @@ def run_distill(
         loaded = load_teacher(teacher, device)
     splits = load_data(config.data, config.runtime.loader_options())
     check_student_losses(config.student, splits.num_classes)
-    losses = list(config.student.losses)
+    losses = config.student.trained_losses()
     if loaded is not None and any(uses_teacher(loss) for loss in losses):
         check_teacher_fits(
             loaded,

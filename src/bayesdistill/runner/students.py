@@ -184,6 +184,9 @@ def train_student(
         "fluctuation": curve_fluctuation(result.history),
         "seconds": time.perf_counter() - tic,
     }
+    if distilled and loss.tuned_from is not None:
+        summary["tuned_from"] = loss.tuned_from
+        summary["tuned_values"] = loss.tuned_values
     if distilled and loss.is_composite:
         summary["loss_terms"] = [term.model_dump(mode="json") for term in loss.terms or []]
     write_json(summary_file, summary)

@@ -66,7 +66,7 @@ def study_units(config: ExperimentConfig) -> list[Unit]:
             teacher_unit.update(dict.fromkeys((k.key for k in members), name))
         if any(k.name == NO_TEACHER for k in config.teachers):
             units.append(Unit(f"{prefix}/{STUDENT}/{NO_TEACHER}", STUDENT, seed, (), {}))
-        for loss in config.student.losses:
+        for loss in config.student.trained_losses():
             for kind in kinds:
                 if not loss.applies_to(kind.key):
                     continue
@@ -203,7 +203,7 @@ def _student(
             accel=accel,
         )
         return
-    loss = next(x for x in config.student.losses if x.key == unit.args["loss"])
+    loss = next(x for x in config.student.trained_losses() if x.key == unit.args["loss"])
     label = unit.args["kind"]
     files = pieces.teacher(label)
     teacher = load_teacher(files.teacher, device)
