@@ -197,3 +197,15 @@ def _with_x(data, x):
 def test_saved_config_of_a_run_reloads_to_the_same_config(teacher_dir):
     saved = RunLayout(teacher_dir).config.read_text()
     assert dump_config(load_config(yaml.safe_load(saved))) == saved
+
+
+def test_a_folder_with_only_a_config_from_before_run_json(tmp_path):
+    """A run of an older version killed before its first piece: any command may resume it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    RunLayout(out).config.write_text(dump_config(load_config(TINY)))
+    assert recorded_kind(RunLayout(out)) is None
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        run_teachers(load_config(TINY), out, progress=False)
+    run_teachers(load_config(TINY), out, resume=True, progress=False)
+    assert recorded_kind(RunLayout(out)) is RunKind.TEACHER

@@ -195,14 +195,17 @@ def _first_inputs(data: Any, count: int) -> torch.Tensor:
 
 
 def config_differences(saved: Any, new: Any, prefix: str = "", limit: int = 5) -> list[str]:
-    """``key: <saved> in the folder, <new> here`` for the first ``limit`` differing keys."""
+    """``key: <saved> in the folder, <new> here`` for the first ``limit`` differing keys.
+
+    Only the keys of ``new`` (an identity's config) count: a section left out of a run's
+    identity (``runtime.executor``: where units run, not what they compute) may differ."""
     out: list[str] = []
 
     def walk(a: Any, b: Any, path: str) -> None:
         if len(out) >= limit:
             return
         if isinstance(a, dict) and isinstance(b, dict):
-            for key in list(a) + [k for k in b if k not in a]:
+            for key in b:
                 walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
@@ -241,7 +244,13 @@ def inspect_output(layout: RunLayout, *, kind: RunKind, resume: bool) -> Existin
         raise found
     existing: Existing = found
     root = layout.root
-    if existing.kind is not None:
+    if existing.kind is None and existing.config is not None:  # a bare config.yaml
+        if not resume:
+            raise ConfigError(
+                f"'{root}' already holds a run; pass --resume to continue it, or choose "
+                "another --out folder"
+            )
+    elif existing.kind is not None:
         if not resume:
             raise ConfigError(
                 f"'{root}' already holds a {existing.kind.value} run; pass --resume to continue "

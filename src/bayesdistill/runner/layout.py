@@ -242,8 +242,11 @@ class RunLayout:
 
     def guess_kind(self) -> RunKind | None:
         """What the folder holds, judged by its files (for folders without ``run.json``,
-        written before it existed): None when it looks like no run."""
+        written before it existed): None when it holds no config.yaml, or nothing else
+        (a run killed before its first piece could be of any kind)."""
         if not self.config.is_file():
+            return None
+        if all(p == self.config or p.name.endswith(".tmp") for p in self.root.iterdir()):
             return None
         if any(self.root.glob(f"{SEED_PREFIX}*")) or self.data.is_file():
             return RunKind.STUDY
