@@ -264,3 +264,22 @@ def test_declared_labels_outside_the_classes_are_refused(tiny_splits):
     train = tiny_splits.train
     with pytest.raises(DataError, match=r"\[0, 2\) \(num_classes = 2\), found values in \[0, 2\]"):
         stream_data(TensorDataset(train.x, train.y), num_classes=2)
+
+
+def test_dropout_trains_to_the_same_weights_streamed_as_in_memory(tiny_splits):
+    """A DataLoader draws its workers' base seed when iterated; from its own generator,
+    not the global one that dropout uses, so both paths draw the same masks."""
+    from bayesdistill.models import create_model
+    from bayesdistill.seeding import seeded
+
+    def network():
+        with seeded(0):
+            return create_model("mlp", (4,), 3, hidden=(16,), dropout=0.5)
+
+    settings = TrainSettings(epochs=3, batch_size=16, lr=0.1)
+    memory = fit(
+        network(), tiny_splits.train, loss_fn=onehot_ce, settings=settings, seed=0, progress=False
+    )
+    streamed = stream_data(TensorDataset(tiny_splits.train.x, tiny_splits.train.y), num_classes=3)
+    disk = fit(network(), streamed, loss_fn=onehot_ce, settings=settings, seed=0, progress=False)
+    assert_same_weights(weights(memory.model), weights(disk.model))

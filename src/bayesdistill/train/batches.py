@@ -30,8 +30,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from bayesdistill.data.base import ArrayData
 from bayesdistill.data.stream import LabelledData, StreamData, check_labels
 from bayesdistill.errors import ConfigError
-from bayesdistill.seeding import generator
+from bayesdistill.seeding import derive_seed, generator
 
+LOADER_STREAM = 17
+"""Seed stream of a DataLoader's own generator (its workers' seeds): (seed, epoch, 17)."""
 INFERENCE_BATCH_SIZE = 1024
 """Examples per forward pass when predicting over a whole set (no gradients)."""
 
@@ -221,9 +223,15 @@ class LoaderBatches:
             len(data), batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last, shard=shard
         )
         self.sampler = _EpochBatchSampler(self.batching)
+        self.seed = seed
+        # its own generator: iterating a DataLoader draws its workers' base seed from it,
+        # which would otherwise come from (and move) the global generator, so dropout masks
+        # would differ from the in-memory path; reseeded per epoch for exact resume
+        self.generator = torch.Generator()
         self.loader = DataLoader(
             data.dataset,
             batch_sampler=self.sampler,
+            generator=self.generator,
             **data.loader.keywords(self.device),
         )
 
@@ -232,6 +240,7 @@ class LoaderBatches:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         self.sampler.epoch = epoch
+        self.generator.manual_seed(derive_seed(self.seed, epoch, LOADER_STREAM))
         positions = list(self.batching.positions(epoch))
         for (x, y), (index, weight) in zip(self.loader, positions, strict=True):
             yield _to_device_batch(self.data, x, y, index, weight, self.device)
