@@ -106,6 +106,9 @@ def test_out_that_cannot_be_written(installed_bayesdistill, tmp_path):
         ("teacher.train.gamma=-1", "gamma must be positive"),
         ("student.losses.0.temperature=.inf", "option 'temperature' must be finite, got inf"),
         ("student.losses.0.alpha=.nan", "option 'alpha' is NaN"),
+        ("student.subset={per_class: 1000}", "fewer than the 1000 requested per class"),
+        ("student.model={name: resnet8}", "student.model 'resnet8': cifar_resnet is a 2-D"),
+        ("teacher.model={name: resnet8}", "teacher.model 'resnet8': cifar_resnet is a 2-D"),
     ],
 )
 def test_bad_values_are_refused_before_the_run_folder_exists(

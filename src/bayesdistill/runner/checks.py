@@ -1,21 +1,28 @@
-"""Checks made before a run folder is created: a saved teacher fits the data it will teach on.
+"""Checks made before a run folder is created, so that a run that cannot start leaves nothing.
 
-A teacher file trained on other data fails deep inside training otherwise (``mat1 and mat2
-shapes cannot be multiplied``); here it fails first, naming the teacher's input shape and
-class count and the data's.
+A saved teacher fits the data it will teach on (a teacher file trained on other data fails
+deep inside training otherwise: ``mat1 and mat2 shapes cannot be multiplied``; here it
+fails first, naming the teacher's input shape and class count and the data's); the
+configured networks accept the data's inputs (built and run on the meta device: no memory,
+no compute); a teacher checkpoint fits the teacher network; every seed's student subset
+exists.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, ModelConfig
 from bayesdistill.data import DataSplits
-from bayesdistill.errors import DataError
-from bayesdistill.models import ModelSpec
-from bayesdistill.teachers import Teacher, check_teacher_matches
+from bayesdistill.errors import BayesDistillError, ConfigError, DataError
+from bayesdistill.models import ModelSpec, create_model
+from bayesdistill.models.checkpoints import check_teacher_checkpoint
+from bayesdistill.runner.students import student_indices
+from bayesdistill.teachers import Teacher, check_teacher_matches, learns_from_data, needs_network
 
 PROBE_EXAMPLES = 2
 """Training examples the teacher is asked about to check that it accepts the data's inputs."""
@@ -97,3 +104,52 @@ def _first_inputs(splits: DataSplits) -> torch.Tensor:
     raw = torch.stack([torch.as_tensor(train.dataset[i][0]) for i in range(count)]).float()
     standardizer = getattr(train, "standardizer", None)
     return raw if standardizer is None else standardizer(raw)
+
+
+def check_network_fits(model: ModelConfig, splits: DataSplits, where: str) -> None:
+    """Build the ``where`` network (``teacher.model``, ``student.model``) for the data and
+    run it on `PROBE_EXAMPLES` inputs, all on the meta device; a network that cannot take
+    the data's inputs is a `ConfigError` naming the model and the shape."""
+    shape = tuple(splits.input_shape)
+    try:
+        with torch.device("meta"):
+            network = create_model(model.name, shape, splits.num_classes, **model.options)
+            network.eval()(torch.empty(PROBE_EXAMPLES, *shape))
+    except BayesDistillError as exc:
+        raise ConfigError(f"{where} '{model.name}': {exc}") from None
+    except (RuntimeError, ValueError) as exc:
+        first = next(iter(str(exc).splitlines()), "")
+        raise ConfigError(
+            f"{where} '{model.name}' cannot take the data's inputs of shape {list(shape)} "
+            f"('{splits.name}'): {first}"
+        ) from None
+
+
+def check_experiment(
+    config: ExperimentConfig,
+    splits: DataSplits,
+    *,
+    teacher: bool,
+    seeds: Sequence[int] | None = None,
+) -> None:
+    """What a study or teacher run (``teacher=True``) and a distill run need of the data:
+    the teacher network (when a teacher kind builds one from ``teacher.model``, and its
+    checkpoint file) and the student network accept the data's inputs, and the student subset of every seed (default: the config's) can be
+    drawn."""
+    kinds = [k for k in config.teachers if k.name != NO_TEACHER]
+    builds_networks = any(
+        needs_network(k.name, k.options) or learns_from_data(k.name, k.options) for k in kinds
+    )
+    if teacher and (builds_networks or config.teacher.checkpoint is not None):
+        check_network_fits(config.teacher.model, splits, "teacher.model")
+        if config.teacher.checkpoint is not None:
+            check_teacher_checkpoint(
+                config.teacher.checkpoint,
+                config.teacher.model.name,
+                tuple(splits.input_shape),
+                splits.num_classes,
+                config.teacher.model.options,
+            )
+    check_network_fits(config.student.model, splits, "student.model")
+    for seed in config.seeds if seeds is None else seeds:
+        student_indices(config.student, splits, seed)

@@ -14,7 +14,7 @@ from typing import Any
 from bayesdistill.config.loading import dump_config
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig
 from bayesdistill.io import read_json
-from bayesdistill.runner.checks import check_teacher_fits
+from bayesdistill.runner.checks import check_experiment, check_teacher_fits
 from bayesdistill.runner.common import load_data, log, resolve_device
 from bayesdistill.runner.identity import (
     RunIdentity,
@@ -55,6 +55,7 @@ def run_teachers(
     config.runtime.acceleration().check(device)
     seed = config.seeds[0] if seed is None else seed
     splits = load_data(config.data, config.runtime.loader_options())
+    check_experiment(config, splits, teacher=True, seeds=[seed])
     labels = [kind.key for kind in config.teachers if kind.name != NO_TEACHER]
     files = {label: layout.pieces.teacher(label).teacher for label in labels}
     identity = RunIdentity(
@@ -97,6 +98,7 @@ def run_distill(
         loaded = load_teacher(teacher, device)
     splits = load_data(config.data, config.runtime.loader_options())
     check_student_losses(config.student, splits.num_classes)
+    check_experiment(config, splits, teacher=False, seeds=[seed])
     losses = config.student.trained_losses()
     if loaded is not None and any(uses_teacher(loss) for loss in losses):
         check_teacher_fits(

@@ -25,6 +25,7 @@ from bayesdistill.config.loading import dump_config
 from bayesdistill.config.schema import ExecutorConfig, ExecutorName, ExperimentConfig
 from bayesdistill.io import write_json
 from bayesdistill.reports import write_reports
+from bayesdistill.runner.checks import check_experiment
 from bayesdistill.runner.common import experiment_summary, load_data, log, resolve_device
 from bayesdistill.runner.executors import (
     Executor,
@@ -94,6 +95,7 @@ def run_study(
     accel.check(device)
     splits = load_data(config.data, config.runtime.loader_options())
     check_student_losses(config.student, splits.num_classes)
+    check_experiment(config, splits, teacher=True)
     identity = RunIdentity(RunKind.STUDY, config_values(config), data=data_fingerprint(splits))
     state = open_run(
         layout,
