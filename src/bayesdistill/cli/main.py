@@ -6,7 +6,6 @@ Every command that takes a CONFIG also takes ``key.sub=value`` overrides after i
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from bayesdistill import __version__
+from bayesdistill.cli.errors import is_out_of_memory, os_error_message
 from bayesdistill.errors import BayesDistillError
 
 app = typer.Typer(
@@ -428,7 +428,7 @@ def main() -> None:
     except MemoryError:
         _fail("out of memory; lower the batch size, the data size or the model's width")
     except RuntimeError as exc:
-        if not _is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         _fail(f"{str(exc).splitlines()[0]}; lower the batch size or the model's width")
 
@@ -454,42 +454,6 @@ def _command_context(argv: list[str]) -> Any:
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     sys.exit(2)
-
-
-OS_ERROR_HINTS = {
-    errno.EACCES: "permission denied; choose a path you may write to, or change its permissions",
-    errno.EPERM: "operation not permitted; choose a path you may write to",
-    errno.ENOTDIR: "a part of this path is a file, not a folder",
-    errno.EISDIR: "this is a folder, not a file",
-    errno.ENOSPC: "no space left on the device; free some space or choose another disk",
-    errno.EROFS: "the file system is read-only; choose a path on a writable disk",
-    getattr(
-        errno, "EDQUOT", errno.ENOSPC
-    ): "disk quota exceeded; free some space or choose another disk",
-    errno.ENAMETOOLONG: "the file name is too long",
-    errno.EEXIST: "it already exists",
-    errno.ENOENT: "no such file or folder",
-}
-"""What an OS error on a path means for a user (by errno)."""
-
-
-def os_error_message(exc: OSError) -> str | None:
-    """``'<path>': <problem>`` for an OS error on a file or folder (None when the error
-    names no path and no known problem: a bug, which keeps its traceback)."""
-    problem = OS_ERROR_HINTS.get(exc.errno or -1) or exc.strerror
-    if exc.filename is None:
-        return None if exc.errno not in OS_ERROR_HINTS else f"{problem} ({exc})"
-    where = f"'{exc.filename}'"
-    if exc.filename2 is not None:
-        where += f" -> '{exc.filename2}'"
-    return f"{where}: {problem or exc}"
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    """torch's CUDA/MPS out-of-memory errors, without importing torch."""
-    torch = sys.modules.get("torch")
-    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-    return (isinstance(oom, type) and isinstance(exc, oom)) or "out of memory" in str(exc)
 
 
 if __name__ == "__main__":
