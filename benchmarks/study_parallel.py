@@ -6,8 +6,9 @@
 Runs the same study three times in fresh folders, one after the other on this machine:
 sequential (`LocalExecutor`, all CPU threads), a pool of 2 worker processes with an equal
 share of the threads each (`ProcessExecutor`), and a local Ray cluster of 2 CPUs
-(`RayExecutor`, if Ray is installed). Each parallel run's results.csv is compared with the
-sequential one (accuracies equal up to thread-count summation order). Prints the wall time
+(`RayExecutor`, if Ray is installed). Each parallel run's test accuracies are compared with
+the sequential run's (they differ by float summation order, since the thread counts differ;
+with equal threads they are bit-identical: tests/runner/test_parallel_study.py). Prints the wall time
 of each and, as the last line, ``ratio <wall time with 2 workers ÷ wall time sequential>``
 (goal ≤ 0.70 on a 2-core CPU).
 """
@@ -32,12 +33,18 @@ from bayesdistill.runner.executors import LocalExecutor, Placement, ProcessExecu
 WORKERS = 2
 
 
-def _accuracies(folder: Path) -> list[tuple[str, str, str, str, float]]:
+def _accuracies(folder: Path) -> dict[tuple[str, str, str, str], float]:
     with open(folder / "results.csv", encoding="utf-8") as handle:
-        return [
-            (r["role"], r["teacher_kind"], r["loss"], r["seed"], round(float(r["accuracy"]), 3))
+        return {
+            (r["role"], r["teacher_kind"], r["loss"], r["seed"]): float(r["accuracy"])
             for r in csv.DictReader(handle)
-        ]
+        }
+
+
+def _largest_difference(a: dict, b: dict) -> float:
+    if a.keys() != b.keys():
+        return float("inf")
+    return max(abs(a[k] - b[k]) for k in a)
 
 
 def main() -> None:
@@ -67,12 +74,17 @@ def main() -> None:
             tic = time.perf_counter()
             run_study(config, out, progress=False, executor=executor)
             seconds[name] = time.perf_counter() - tic
-            same = _accuracies(out) == _accuracies(Path(root) / "sequential")
+            gap = _largest_difference(_accuracies(out), _accuracies(Path(root) / "sequential"))
             print(
                 f"{name:>14}: {seconds[name]:7.1f} s  "
-                f"(×{seconds[name] / seconds['sequential']:.3f}; results "
-                f"{'equal' if same else 'DIFFER from'} the sequential run's)"
+                f"(×{seconds[name] / seconds['sequential']:.3f}; largest test-accuracy "
+                f"difference from the sequential run {100 * gap:.2f} pp)"
             )
+    print(
+        "(the sequential run uses all threads, the workers a share each: float sums differ; "
+        "with equal threads per unit the results are bit-identical, "
+        "tests/runner/test_parallel_study.py)"
+    )
     torch.set_num_threads(cpus)
     if len(runs) > 2:
         ray_name = runs[2][0]

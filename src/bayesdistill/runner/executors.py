@@ -375,8 +375,7 @@ class RayExecutor:
                     names[ref] = unit.name
                 pending = [u for u in pending if u.name not in refs]
             waiting = list(refs.values())
-            for name in refs:
-                graph.progress.running.add(name)
+            log.info("%d units submitted to Ray", len(waiting))
             while waiting:
                 done, waiting = ray.wait(waiting, num_returns=1)
                 name = names[done[0]]
@@ -388,7 +387,6 @@ class RayExecutor:
                     broken = [d for d in graph.units[name].deps if d in bad]
                     if broken:  # Ray did not run it: a dependency's error stands for it
                         graph.outcome.skipped[name] = broken[0]
-                        graph.progress.running.discard(name)
                         graph.progress.done += 1
                     else:
                         graph.failed(name, f"{type(exc).__name__}: {exc}")

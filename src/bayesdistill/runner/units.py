@@ -17,8 +17,10 @@ have run, by the process that started the study.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -89,23 +91,32 @@ def run_unit(unit: Unit, placement: Placement, *, out: str, progress: bool = Fal
     folder = Path(out)
     config, splits = _study(str(folder.resolve()))
     device = resolve_device(config.device if placement.device == "auto" else placement.device)
-    handler = _log_to_file(unit_log_path(folder, unit))
-    log.info("unit %s: process %d, device %s", unit.name, os.getpid(), device)
-    try:
-        if unit.kind == NETWORK:
-            _network(config, splits, unit.seed, folder, device, progress)
-        elif unit.kind == TEACHER:
-            _teachers(config, splits, unit.seed, folder, device, unit.args["kinds"], progress)
-        elif unit.kind == STUDENT:
-            _student(config, splits, unit, folder, device, progress)
-        else:
-            raise ValueError(f"unknown unit kind '{unit.kind}' of unit '{unit.name}'")
-    except BaseException:
-        log.exception("unit %s failed", unit.name)
-        raise
-    finally:
-        logging.getLogger("bayesdistill").removeHandler(handler)
-        handler.close()
+    with _unit_log(unit_log_path(folder, unit)):
+        log.info("unit %s: process %d, device %s", unit.name, os.getpid(), device)
+        try:
+            _run(unit, config, splits, folder, device, progress)
+        except BaseException:
+            log.exception("unit %s failed", unit.name)
+            raise
+
+
+def _run(
+    unit: Unit,
+    config: ExperimentConfig,
+    splits: DataSplits,
+    folder: Path,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """Dispatch one unit by its kind."""
+    if unit.kind == NETWORK:
+        _network(config, splits, unit.seed, folder, device, progress)
+    elif unit.kind == TEACHER:
+        _teachers(config, splits, unit.seed, folder, device, unit.args["kinds"], progress)
+    elif unit.kind == STUDENT:
+        _student(config, splits, unit, folder, device, progress)
+    else:
+        raise ValueError(f"unknown unit kind '{unit.kind}' of unit '{unit.name}'")
 
 
 _LOADED: dict[str, tuple[ExperimentConfig, DataSplits]] = {}
@@ -127,15 +138,28 @@ def remember(out: str | Path, config: ExperimentConfig, splits: DataSplits) -> N
     _LOADED[str(Path(out).resolve())] = (config, splits)
 
 
-def _log_to_file(path: Path) -> logging.Handler:
+@contextlib.contextmanager
+def _unit_log(path: Path) -> Iterator[None]:
+    """Within the block, bayesdistill's log records of INFO and above also go to ``path``
+    (the unit's own log); what the other handlers show is unchanged."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger("bayesdistill")
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    logger = logging.getLogger("bayesdistill")
+    level = logger.getEffectiveLevel()
+    raised = [(h, h.level) for h in logger.handlers]
+    for other, own in raised:  # they keep showing what they showed
+        other.setLevel(max(own, level))
     logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
-    return handler
+    logger.setLevel(min(level, logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(level if logger.level != logging.NOTSET else logging.NOTSET)
+        for other, own in raised:
+            other.setLevel(own)
 
 
 def _network(
