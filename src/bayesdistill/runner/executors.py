@@ -203,8 +203,15 @@ class LocalExecutor:
                     graph.finished(unit.name)
 
 
-def _worker(placement: Placement, connection: Any, runner: UnitRunner) -> None:
-    """A pool worker: run the units sent on ``connection`` until None, answer each."""
+def _worker(placement: Placement, connection: Any, runner: UnitRunner, log_level: int) -> None:
+    """A pool worker: run the units sent on ``connection`` until None, answer each. Its
+    bayesdistill log goes to stderr at the parent's level, as the parent's would."""
+    logger = logging.getLogger("bayesdistill")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(log_level)
+    logger.propagate = False
     if placement.threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(placement.threads)
         import torch
@@ -255,11 +262,14 @@ class ProcessExecutor:
     def run(self, units: Sequence[Unit], runner: UnitRunner) -> Outcome:
         graph = _Graph(units)
         context = mp.get_context("spawn")
+        log_level = logging.getLogger("bayesdistill").getEffectiveLevel()
 
         def start(index: int) -> _Worker:
             mine, theirs = context.Pipe()
             process = context.Process(
-                target=_worker, args=(self.placement(index), theirs, runner), daemon=True
+                target=_worker,
+                args=(self.placement(index), theirs, runner, log_level),
+                daemon=True,
             )
             process.start()
             theirs.close()
