@@ -131,7 +131,8 @@ class _Progress:
     def end(self, name: str) -> None:
         self.running.discard(name)
         self.done += 1
-        self._log()
+        if self.done == self.total:
+            self._log()
 
     def _log(self) -> None:
         running = ", ".join(sorted(self.running)) or "-"
