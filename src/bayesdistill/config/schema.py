@@ -9,33 +9,24 @@ loss may instead be a weighted sum ``{label: ..., terms: [{name, weight, <option
 
 from __future__ import annotations
 
-import itertools
-import math
-from enum import Enum
-from typing import Any, ClassVar
+from typing import Any
 
 import pydantic
 import torch
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    PrivateAttr,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
-from bayesdistill.data import AUGMENTATIONS, DATASETS, LoaderOptions, Standardization
-from bayesdistill.errors import did_you_mean
-from bayesdistill.losses import LOSSES, loss_kind
-from bayesdistill.losses.feature import FEATURE_LOSSES
+from bayesdistill.config.losses import LossConfig, LossTermConfig
+from bayesdistill.config.runtime import ExecutorConfig, ExecutorName, RuntimeConfig
+from bayesdistill.config.specs import NamedSpec, _Strict
+from bayesdistill.data import AUGMENTATIONS, DATASETS, Standardization
 from bayesdistill.models import MODELS
-from bayesdistill.registry import Registry
 from bayesdistill.teachers import TEACHERS, learns_from_data
 from bayesdistill.teachers.cross_fit import CrossFitPredictor, check_folds
-from bayesdistill.train.accel import Acceleration, Precision
-from bayesdistill.train.objective import LossTerm, check_combination, check_term
 from bayesdistill.train.settings import TrainSettings
 from bayesdistill.train.targets import TeacherCache
 from bayesdistill.train.views import DEFAULT_VIEWS
@@ -50,308 +41,10 @@ PARAMETRIC_AUGMENTATIONS = tuple(
 """Augmentations whose per-example randomness can be stored (`teacher_cache: views`)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-def check_finite_options(registry: Registry, name: str, options: dict[str, Any]) -> None:
-    """Refuse NaN in any option of ``name``, and ±inf unless the option's default is
-    infinite itself (``beta: .inf`` of ``w2_joint``, ``clip_radius`` of IVON mean "no
-    limit"); YAML reads ``.inf`` and ``.nan`` as numbers, which no range check catches."""
-    defaults = {opt.name: opt.default for opt in registry.entry(name).options}
-    for key, value in options.items():
-        for number in _numbers(value):
-            if math.isnan(number):
-                raise ValueError(f"{registry.kind} '{name}': option '{key}' is NaN; give a number")
-            default = defaults.get(key)
-            if math.isinf(number) and not (isinstance(default, float) and math.isinf(default)):
-                raise ValueError(
-                    f"{registry.kind} '{name}': option '{key}' must be finite, got {number}"
-                )
-
-
-def _numbers(value: Any) -> list[float]:
-    if isinstance(value, float):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [n for item in value for n in _numbers(item)]
-    if isinstance(value, dict):
-        return [n for item in value.values() for n in _numbers(item)]
-    return []
-
-
-class NamedSpec(BaseModel):
-    """``name`` of a registered component plus its options (the other keys)."""
-
-    model_config = ConfigDict(extra="allow")
-    registry: ClassVar[Registry]
-    reserved: ClassVar[tuple[str, ...]] = ()
-
-    name: str
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        """A bare string ``"kd"`` is shorthand for ``{name: kd}``."""
-        return {"name": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _validate_options(self) -> NamedSpec:
-        options = {k: v for k, v in (self.model_extra or {}).items()}
-        if self.name not in self.reserved:
-            validated = self.registry.validate_options(self.name, options)
-            check_finite_options(self.registry, self.name, validated)
-            for key, value in validated.items():
-                self.__pydantic_extra__[key] = value  # type: ignore[index]
-        elif options:
-            raise ValueError(f"'{self.name}' takes no options, got {sorted(options)}")
-        return self
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The component's options (every key but ``name`` and the fixed fields)."""
-        return dict(self.model_extra or {})
-
-
 class ModelConfig(NamedSpec):
     """A network from the model registry (``bayesdistill list`` shows the options)."""
 
     registry = MODELS
-
-
-class LossTermConfig(BaseModel):
-    """One term ``weight · loss`` of a composite loss: ``{name, weight, label, <options>}``.
-
-    ``name`` is a loss of the loss registry (on logits) or of the feature-loss registry (on
-    penultimate features); the other keys are its options, validated by that registry.
-    ``label`` names the term in the logs (``train_loss/<label>``; default: the name). A
-    bare string ``"onehot_ce"`` is shorthand for ``{name: onehot_ce}``.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-    weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)
-    label: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _validate_options(self) -> LossTermConfig:
-        checked = check_term(LossTerm(self.name, self.weight, self.options, self.label))
-        registry = LOSSES if loss_kind(self.name) == "response" else FEATURE_LOSSES
-        check_finite_options(registry, self.name, checked.options)
-        for key, value in checked.options.items():
-            self.__pydantic_extra__[key] = value  # type: ignore[index]
-        return self
-
-    @property
-    def key(self) -> str:
-        return self.label or self.name
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-    def to_term(self) -> LossTerm:
-        return LossTerm(self.name, self.weight, self.options, self.label)
-
-
-class SelectBy(str, Enum):
-    """The validation metric that picks a tuned loss's grid point per teacher kind."""
-
-    VAL_ACCURACY = "val_accuracy"
-    """Highest mean validation accuracy over seeds."""
-    VAL_NLL = "val_nll"
-    """Lowest mean validation NLL over seeds."""
-
-
-def _plain(value: Any) -> str:
-    """A grid value as written in a candidate's label (4.0 → 4, 0.5 → 0.5)."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-class LossConfig(BaseModel):
-    """A student loss: one registered loss, or a weighted sum of named terms.
-
-    Single form ``{name: kd, label: kd_T4, alpha: 0.9, temperature: 4.0}``: a loss of the
-    loss registry with its hyper-parameters. Composite form ``{label: kd_w2, terms:
-    [{name: kd, alpha: 0.9}, {name: w2_empirical, weight: 1.0e-4}]}``: the objective
-    ``Σ_i weight_i · term_i`` (see `LossTermConfig`), whose terms are logged one by one.
-
-    ``label`` names the loss in results and folders (default: the name, or the term labels
-    joined by ``+``), so one study can compare, e.g., KD at T = 1 and at T = 4. A bare
-    string ``"kd"`` is shorthand for ``{name: kd}``.
-
-    ``teachers`` (optional) restricts the loss to these teacher-kind labels; by default a
-    study trains one student per (loss, teacher kind). It lets one study give each teacher
-    kind its own hyper-parameters, e.g. the paper's KD (α, T) = (0.5, 4) for the
-    deterministic teacher and (1.0, 2) for the Laplace teacher.
-
-    ``tune`` (optional, single losses) is a grid over the loss's options, e.g. ``{alpha:
-    [0.5, 0.9], temperature: [1, 2, 4, 8]}``: the study trains one student per grid point
-    (`candidates`) and, for each teacher kind, reports the grid point with the best mean
-    validation metric over seeds (``select_by``: ``val_accuracy``, highest, or
-    ``val_nll``, lowest), so every teacher kind is compared at its own best setting,
-    chosen without the test set.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str | None = None
-    label: str | None = None
-    terms: list[LossTermConfig] | None = Field(None, min_length=1)
-    teachers: list[str] | None = Field(None, min_length=1)
-    tune: dict[str, list[Any]] | None = None
-    select_by: SelectBy = SelectBy.VAL_ACCURACY
-    _tuned_from: str | None = PrivateAttr(None)
-    _tuned_values: dict[str, Any] | None = PrivateAttr(None)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _validate(self) -> LossConfig:
-        options = self.options
-        if self.terms is None:
-            if self.name is None:
-                raise ValueError(
-                    "a loss needs a `name` (e.g. {name: kd}) or `terms` (e.g. {label: kd_w2, "
-                    "terms: [{name: kd}, {name: w2_empirical, weight: 1.0e-4}]})"
-                )
-            if loss_kind(self.name) == "feature":
-                check_combination([self.name], [self.name])  # explains what to add
-            validated = LOSSES.validate_options(self.name, options)
-            check_finite_options(LOSSES, self.name, validated)
-            for key, value in validated.items():
-                self.__pydantic_extra__[key] = value  # type: ignore[index]
-            if self.tune is not None:
-                self._check_tune(validated)
-            return self
-        if self.tune is not None:
-            raise ValueError(
-                "tune applies to a single loss ({name: kd, tune: {temperature: [1, 4]}}); a "
-                "composite loss cannot be tuned"
-            )
-        if self.name is not None:
-            raise ValueError(
-                f"give either `name` ('{self.name}') or `terms`, not both; a composite loss "
-                "names each of its terms"
-            )
-        if options:
-            raise ValueError(
-                f"a composite loss takes options per term; move {sorted(options)} into the "
-                "terms they belong to"
-            )
-        check_combination([t.key for t in self.terms], [t.name for t in self.terms])
-        if self.label is None:
-            self.label = "+".join(t.key for t in self.terms)
-        return self
-
-    def _check_tune(self, fixed: dict[str, Any]) -> None:
-        allowed = [o.name for o in LOSSES.entry(self.name).options]  # type: ignore[arg-type]
-        if not self.tune:
-            raise ValueError("tune needs at least one option with a list of values")
-        for option, values in self.tune.items():
-            if option not in allowed:
-                raise ValueError(
-                    f"tune: loss '{self.name}' has no option '{option}'; its options are "
-                    f"{allowed}{did_you_mean(option, allowed)}"
-                )
-            if not isinstance(values, list) or not values:
-                raise ValueError(
-                    f"tune.{option} must be a non-empty list of values, got {values!r}"
-                )
-            if len(set(map(repr, values))) != len(values):
-                raise ValueError(f"tune.{option} lists a value twice: {values}")
-            if option in (self.model_extra or {}):
-                raise ValueError(
-                    f"'{option}' is both set ({fixed[option]}) and tuned ({values}); give one"
-                )
-        for point in self.grid():
-            checked = LOSSES.validate_options(self.name, {**fixed, **point})  # type: ignore[arg-type]
-            check_finite_options(LOSSES, self.name, checked)  # type: ignore[arg-type]
-
-    def grid(self) -> list[dict[str, Any]]:
-        """The grid points of ``tune`` (option → value), in the order written."""
-        if not self.tune:
-            return []
-        keys = list(self.tune)
-        return [
-            dict(zip(keys, values, strict=True))
-            for values in itertools.product(*self.tune.values())
-        ]
-
-    def candidates(self) -> list[LossConfig]:
-        """One loss per grid point of ``tune``, labelled ``<label>@opt=value,...`` (itself
-        when untuned). Each knows the loss it was tuned from and its grid point."""
-        if self.tune is None:
-            return [self]
-        out = []
-        for point in self.grid():
-            values = ",".join(f"{k}={_plain(v)}" for k, v in point.items())
-            candidate = LossConfig(
-                name=self.name,
-                label=f"{self.key}@{values}",
-                teachers=self.teachers,
-                **{**self.options, **point},
-            )
-            candidate._tuned_from = self.key
-            candidate._tuned_values = {k: candidate.options[k] for k in point}
-            out.append(candidate)
-        return out
-
-    @property
-    def tuned_from(self) -> str | None:
-        """The tuned loss this candidate belongs to (None for a loss as written)."""
-        return self._tuned_from
-
-    @property
-    def tuned_values(self) -> dict[str, Any] | None:
-        """This candidate's grid point (None for a loss as written)."""
-        return self._tuned_values
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave ``terms`` out of a single loss (a composite keeps ``name: null``, which
-        readers of saved configs may look up), and untuned losses' tuning keys."""
-        data = handler(self)
-        for key in ("terms", "teachers", "tune"):
-            if key in data and data[key] is None:
-                del data[key]
-        if self.tune is None:
-            data.pop("select_by", None)
-        return data
-
-    @property
-    def key(self) -> str:
-        return self.label or self.name or ""
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The single loss's options (empty for a composite: its terms hold them)."""
-        return dict(self.model_extra or {})
-
-    @property
-    def is_composite(self) -> bool:
-        return self.terms is not None
-
-    def applies_to(self, teacher_label: str) -> bool:
-        """Whether a study distils a student with this loss from that teacher kind."""
-        return self.teachers is None or teacher_label in self.teachers
-
-    def spec(self) -> str | list[LossTerm]:
-        """What `bayesdistill.train.distill` takes as ``loss``: the name, or the terms."""
-        if self.terms is None:
-            return self.name  # type: ignore[return-value]
-        return [t.to_term() for t in self.terms]
 
 
 class AugmentConfig(NamedSpec):
@@ -525,74 +218,6 @@ def _default_teacher_kinds() -> list[TeacherKindConfig]:
         TeacherKindConfig(name=n)
         for n in (NO_TEACHER, "deterministic", "temperature", "laplace", "ivon")
     ]
-
-
-class ExecutorName(str, Enum):
-    """Where a study's units run (`bayesdistill.runner.executors`)."""
-
-    LOCAL = "local"
-    """In the calling process, one after the other."""
-    PROCESSES = "processes"
-    """A pool of ``workers`` processes on this machine, each on a device from ``devices``."""
-    RAY = "ray"
-    """Ray tasks on a running cluster (``address``) or a local one (``workers`` CPUs)."""
-
-
-class ExecutorConfig(_Strict):
-    """How a study's units are executed. It changes where they run, not their results, so
-    it is not part of a run's identity: a study may be resumed with another executor."""
-
-    name: ExecutorName = ExecutorName.LOCAL
-    workers: int = Field(2, ge=1)
-    devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
-    threads: int | None = Field(None, ge=1)
-    """CPU threads per worker (default: the machine's CPUs divided among the workers)."""
-    address: str | None = None
-    """A Ray cluster to join (``ray.init(address=...)``); None starts a local one."""
-
-    @field_validator("devices")
-    @classmethod
-    def _known_devices(cls, devices: list[str]) -> list[str]:
-        for device in devices:
-            if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
-                raise ValueError(
-                    f"executor devices must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got "
-                    f"'{device}'"
-                )
-        return devices
-
-
-class RuntimeConfig(_Strict):
-    """How networks run, not what they learn: speed options, data loading, executors.
-
-    The GPU fast path (`Acceleration`), opt-in: ``precision`` (fp32 | bf16 | fp16: autocast
-    of every forward pass, student's and teacher's, with a GradScaler for fp16, which needs
-    CUDA), ``channels_last``, ``cudnn_benchmark``, ``compile`` (torch.compile) and, for runs
-    under torchrun, ``sync_batchnorm``. Data read through a DataLoader (streamed datasets)
-    uses ``num_workers`` worker processes and ``pin_memory``. ``executor`` says where a
-    study's units run.
-    """
-
-    precision: Precision = Precision.FP32
-    channels_last: bool = False
-    cudnn_benchmark: bool = False
-    compile: bool = False
-    sync_batchnorm: bool = False
-    num_workers: int = Field(0, ge=0)
-    pin_memory: bool = True
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
-
-    def loader_options(self) -> LoaderOptions:
-        return LoaderOptions(num_workers=self.num_workers, pin_memory=self.pin_memory)
-
-    def acceleration(self) -> Acceleration:
-        return Acceleration(
-            precision=self.precision,
-            channels_last=self.channels_last,
-            cudnn_benchmark=self.cudnn_benchmark,
-            compile=self.compile,
-            sync_batchnorm=self.sync_batchnorm,
-        )
 
 
 class ExperimentConfig(_Strict):
