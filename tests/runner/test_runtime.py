@@ -125,3 +125,16 @@ def test_runtime_options_that_cannot_work_are_refused_before_the_run_folder(
     with pytest.raises(ConfigError, match=message):
         run_study(load_config(config), out, progress=False)
     assert not out.exists()
+
+
+def test_log_tensorboard_mirrors_every_training_and_is_not_part_of_the_identity(tmp_path):
+    pytest.importorskip("tensorboard")
+    config = copy.deepcopy(TINY)
+    config["student"].update(augment=[], teacher_cache="auto", losses=[{"name": "kd"}])
+    out = tmp_path / "run"
+    run_study(load_config({**config, "log": {"tensorboard": True}}), out, progress=False)
+    for folder in ("teacher_network", "students/none", "students/kd/deterministic"):
+        events = list((out / "seed_0" / folder / "tensorboard").glob("events.out.tfevents.*"))
+        assert events, folder
+    # resuming without the mirror is the same run
+    run_study(load_config(config), out, resume=True, progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from enum import Enum
 
 from pydantic import (
@@ -12,6 +13,7 @@ from pydantic import (
 from bayesdistill.config.specs import _Strict
 from bayesdistill.data import LoaderOptions
 from bayesdistill.train.accel import Acceleration, Precision
+from bayesdistill.train.recorder import mirror_to_tensorboard
 
 
 class ExecutorName(str, Enum):
@@ -47,6 +49,18 @@ class ExecutorConfig(_Strict):
                     f"'{device}'"
                 )
         return devices
+
+
+class LogConfig(_Strict):
+    """What a run records besides metrics.jsonl: ``tensorboard`` mirrors every record to
+    TensorBoard event files in each training's folder (``<run folder>/tensorboard/``;
+    ``pip install "bayesdistill[tensorboard]"``). Not part of a run's identity."""
+
+    tensorboard: bool = False
+
+    def mirror(self) -> contextlib.AbstractContextManager[None]:
+        """The context within which trainings mirror their records as configured."""
+        return mirror_to_tensorboard() if self.tensorboard else contextlib.nullcontext()
 
 
 class RuntimeConfig(_Strict):

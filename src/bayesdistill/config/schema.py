@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from bayesdistill.config.losses import LossConfig, LossTermConfig
-from bayesdistill.config.runtime import ExecutorConfig, ExecutorName, RuntimeConfig
+from bayesdistill.config.runtime import ExecutorConfig, ExecutorName, LogConfig, RuntimeConfig
 from bayesdistill.config.specs import NamedSpec, _Strict
 from bayesdistill.data import AUGMENTATIONS, DATASETS, Standardization
 from bayesdistill.models import MODELS
@@ -234,6 +234,7 @@ class ExperimentConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     device: str = "auto"
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
 
     @field_validator("teachers")
     @classmethod
@@ -317,6 +318,7 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorName",
     "ExperimentConfig",
+    "LogConfig",
     "LossConfig",
     "LossTermConfig",
     "ModelConfig",

@@ -11,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bayesdistill.config.loading import dump_config
-from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig
+from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, LossConfig
+from bayesdistill.data import DataSplits
 from bayesdistill.io import read_json
 from bayesdistill.runner.checks import check_experiment, check_teacher_fits
 from bayesdistill.runner.common import load_data, log, resolve_device
@@ -25,7 +28,7 @@ from bayesdistill.runner.identity import (
     inspect_output,
     open_run,
 )
-from bayesdistill.runner.layout import RunKind, RunLayout
+from bayesdistill.runner.layout import RunKind, RunLayout, StudentFiles
 from bayesdistill.runner.students import (
     check_student_losses,
     train_student,
@@ -35,6 +38,7 @@ from bayesdistill.runner.students import (
 from bayesdistill.runner.study import config_values
 from bayesdistill.runner.teachers import run_teacher_stage
 from bayesdistill.teachers import SavableTeacher, load_teacher
+from bayesdistill.train.accel import Acceleration
 
 
 def run_teachers(
@@ -68,9 +72,10 @@ def run_teachers(
     if state is RunState.FINISHED:
         log.info("'%s' holds finished teachers of seed %d; nothing to do", layout.root, seed)
         return files
-    run_teacher_stage(
-        config, splits, seed, layout.pieces.folder, device, resume=resume, progress=progress
-    )
+    with config.log.mirror():
+        run_teacher_stage(
+            config, splits, seed, layout.pieces.folder, device, resume=resume, progress=progress
+        )
     finish_run(layout, identity)
     return files
 
@@ -130,6 +135,27 @@ def run_distill(
         return [read_json(s.summary) for s in students]
     if loaded is not None:
         log.info("distilling from %s teacher '%s'", loaded.kind, teacher)
+    with config.log.mirror():
+        summaries = _train_students(
+            config, splits, seed, loaded, losses, students, layout, device, resume, progress, accel
+        )
+    finish_run(layout, identity)
+    return summaries
+
+
+def _train_students(
+    config: ExperimentConfig,
+    splits: DataSplits,
+    seed: int,
+    loaded: SavableTeacher | None,
+    losses: list[LossConfig],
+    students: list[StudentFiles],
+    layout: RunLayout,
+    device: torch.device,
+    resume: bool,
+    progress: bool,
+    accel: Acceleration,
+) -> list[dict[str, Any]]:
     if loaded is None:
         summaries = [
             train_student(
@@ -164,5 +190,4 @@ def run_distill(
             )
             for loss, student in zip(losses, students, strict=True)
         ]
-    finish_run(layout, identity)
     return summaries

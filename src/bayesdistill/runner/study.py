@@ -53,9 +53,11 @@ def seed_dir(out: Path, seed: int) -> Path:
 
 def config_values(config: ExperimentConfig) -> dict:
     """The resolved config as the plain values its config.yaml holds, without the
-    executor (it changes where units run, not what they compute)."""
+    executor and the log options (they change where units run and what is recorded
+    besides, not what they compute)."""
     values = yaml.safe_load(dump_config(config))
     values.get("runtime", {}).pop("executor", None)
+    values.pop("log", None)
     return values
 
 

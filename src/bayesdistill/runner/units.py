@@ -91,7 +91,7 @@ def run_unit(unit: Unit, placement: Placement, *, out: str, progress: bool = Fal
     folder = Path(out)
     config, splits = _study(str(folder.resolve()))
     device = resolve_device(config.device if placement.device == "auto" else placement.device)
-    with _unit_log(unit_log_path(folder, unit)):
+    with _unit_log(unit_log_path(folder, unit)), config.log.mirror():
         log.info("unit %s: process %d, device %s", unit.name, os.getpid(), device)
         try:
             _run(unit, config, splits, folder, device, progress)
