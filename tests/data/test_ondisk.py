@@ -283,3 +283,48 @@ def test_dropout_trains_to_the_same_weights_streamed_as_in_memory(tiny_splits):
     streamed = stream_data(TensorDataset(tiny_splits.train.x, tiny_splits.train.y), num_classes=3)
     disk = fit(network(), streamed, loss_fn=onehot_ce, settings=settings, seed=0, progress=False)
     assert_same_weights(weights(memory.model), weights(disk.model))
+
+
+def test_a_killed_streamed_run_resumes_to_the_uninterrupted_weights(tiny_splits, tmp_path):
+    """Exact resume on the DataLoader path: the interrupted epoch is replayed in the same
+    batch order with the same random state (dropout included)."""
+    from bayesdistill.models import create_model
+    from bayesdistill.seeding import seeded
+    from bayesdistill.train.batches import LoaderBatches
+
+    def network():
+        with seeded(0):
+            return create_model("mlp", (4,), 3, hidden=(16,), dropout=0.3)
+
+    data = stream_data(TensorDataset(tiny_splits.train.x, tiny_splits.train.y), num_classes=3)
+    settings = TrainSettings(epochs=4, batch_size=16, lr=0.1)
+
+    def run(folder, resume=False):
+        return fit(
+            network(),
+            data,
+            loss_fn=onehot_ce,
+            settings=settings,
+            seed=2,
+            run_dir=folder,
+            resume=resume,
+            progress=False,
+        )
+
+    full = run(tmp_path / "full")
+    original = LoaderBatches.epoch
+
+    def stop_at_two(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    LoaderBatches.epoch = stop_at_two
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "part")
+    finally:
+        LoaderBatches.epoch = original
+    resumed = run(tmp_path / "part", resume=True)
+    assert resumed.resumed_from_epoch == 2
+    assert_same_weights(weights(full.model), weights(resumed.model))
