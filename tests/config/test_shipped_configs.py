@@ -87,11 +87,28 @@ def _shrink_teachers(config) -> list[str]:
                 out.append(f"teachers.{i}.n_samples=2")
         if kind.name == "ensemble":
             out.append(f"teachers.{i}.members=2")
+        if kind.cross_fit is not None:
+            out.append(f"teachers.{i}.cross_fit=2")
+    return out
+
+
+def _shrink_losses(config) -> list[str]:
+    """A tuned loss keeps two points of its grid (the first value of each option, and the
+    last of the first option), so the selection still has a choice to make."""
+    out = []
+    for i, loss in enumerate(config.student.losses):
+        if loss.tune:
+            first = {k: [v[0]] for k, v in loss.tune.items()}
+            key = next(iter(loss.tune))
+            first[key] = [loss.tune[key][0], loss.tune[key][-1]]
+            grid = ", ".join(f"{k}: {v}" for k, v in first.items())
+            out.append(f"student.losses.{i}.tune={{{grid}}}")
     return out
 
 
 def _expected_rows(config) -> int:
-    """One row per teacher, one per one-hot student, one per (loss, teacher) it applies to."""
+    """One row per teacher, one per one-hot student, one per (loss, teacher) it applies to
+    (a tuned loss reports its chosen grid point: one row too)."""
     kinds = [k for k in config.teachers if k.name != "none"]
     onehot = len(config.teachers) - len(kinds)
     students = sum(loss.applies_to(k.key) for loss in config.student.losses for k in kinds)
@@ -109,7 +126,8 @@ SMALL_NETWORKS = ["teacher.model=resnet8", "student.model=resnet8"]
 def _run_a_step(path: Path, tmp_path: Path, monkeypatch, extra: list[str]) -> None:
     config = load_config(path)
     overrides = TINY + _tiny_data(config, tmp_path / "data", monkeypatch)
-    overrides += _shrink_training(config) + _shrink_teachers(config) + extra
+    overrides += _shrink_training(config) + _shrink_teachers(config) + _shrink_losses(config)
+    overrides += extra
     subset = config.student.subset
     if subset is not None:
         overrides.append(
