@@ -18,11 +18,14 @@ from torch import nn
 
 from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.base import DataSplits
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.data.synthetic import GaussianMixture
 from bayesdistill.errors import ConfigError
+from bayesdistill.losses import onehot_ce
 from bayesdistill.models import Classifier
 from bayesdistill.registry import Registry
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.loop import fit
 from bayesdistill.train.settings import OptimizerName, TrainSettings
 
 
@@ -101,6 +104,32 @@ class TeacherContext:
         if "epochs" in changes and base.warmup_epochs >= changes["epochs"]:
             changes["warmup_epochs"] = 0.0
         return replace(base, **changes)
+
+    def fit_network(
+        self,
+        network: Classifier,
+        train: LabelledData,
+        *,
+        settings: TrainSettings,
+        seed: int,
+        run_dir: Path | None,
+        description: str,
+    ) -> Classifier:
+        """Train ``network`` on ``train`` with one-hot cross-entropy, with this context's
+        evaluation, augmentation, resume, progress and speed options (ensemble members,
+        cross-fitting folds)."""
+        options = {k: v for k, v in self.training_options().items() if k != "run_dir"}
+        result = fit(
+            network,
+            train,
+            loss_fn=onehot_ce,
+            settings=settings,
+            seed=seed,
+            run_dir=run_dir,
+            description=description,
+            **options,
+        )
+        return result.model  # type: ignore[return-value]
 
     def need_network(self, kind: str) -> Classifier:
         if self.network is None and self.train_network is not None:

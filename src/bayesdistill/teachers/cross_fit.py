@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.data.stream import LabelledData
@@ -49,7 +48,6 @@ from bayesdistill.teachers.base import SavableTeacher, Teacher
 from bayesdistill.teachers.context import TEACHERS, TeacherContext, kinds_tagged, learns_from_data
 from bayesdistill.teachers.files import teacher_from_payload
 from bayesdistill.teachers.tempered import TemperedTeacher
-from bayesdistill.train.loop import fit
 from bayesdistill.train.settings import TrainSettings
 from bayesdistill.train.targets import predict_in_batches
 
@@ -164,21 +162,16 @@ def fold_context(context: TeacherContext, fold_of: Tensor, fold: int) -> Teacher
     def train_network() -> Classifier:
         if trained:  # copies of this context (one per teacher kind) share the network
             return trained[0]
-        result = fit(
-            init_network(),
-            train,
-            loss_fn=lambda logits, _teacher, y: F.cross_entropy(logits, y),
-            settings=settings,
-            seed=seed,
-            evaluate=context.evaluate,
-            augment=context.augment,
-            run_dir=None if run_dir is None else run_dir / "network",
-            resume=context.resume,
-            progress=context.progress,
-            description=f"cross-fit network {fold + 1}/{folds}",
-            accel=context.accel,
+        trained.append(
+            context.fit_network(
+                init_network(),
+                train,
+                settings=settings,
+                seed=seed,
+                run_dir=None if run_dir is None else run_dir / "network",
+                description=f"cross-fit network {fold + 1}/{folds}",
+            )
         )
-        trained.append(result.model)  # type: ignore[arg-type]
         return trained[0]
 
     return replace(

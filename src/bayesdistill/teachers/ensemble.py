@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
@@ -28,7 +27,6 @@ from bayesdistill.teachers.context import (
     needs_network,
 )
 from bayesdistill.teachers.files import teacher_from_payload
-from bayesdistill.train.loop import fit
 from bayesdistill.train.settings import TrainSettings
 
 ENSEMBLE_STREAM = 11
@@ -129,21 +127,14 @@ def _member_context(context: TeacherContext, member: int) -> TeacherContext:
         return _member_factory(context, member)
 
     def train_network() -> Classifier:
-        result = fit(
+        return context.fit_network(
             init_network(),
             context.splits.train,
-            loss_fn=lambda logits, _teacher, y: F.cross_entropy(logits, y),
             settings=settings,
             seed=seed,
-            evaluate=context.evaluate,
-            augment=context.augment,
             run_dir=None if run_dir is None else run_dir / "network",
-            resume=context.resume,
-            progress=context.progress,
             description=f"ensemble member {member}",
-            accel=context.accel,
         )
-        return result.model  # type: ignore[return-value]
 
     return replace(
         context,
