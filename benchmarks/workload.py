@@ -54,17 +54,23 @@ def seconds(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(variants: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def interleaved(
+    variants: Mapping[str, Callable[[], float]], rounds: int, deadline: float | None = None
+) -> dict[str, list[float]]:
     """Each variant's measurements (what its callable returns) over ``rounds`` rounds.
 
     Every variant runs once before timing starts (warm-up: allocator, kernels, page cache);
-    round r then runs the variants in the order rotated by r.
+    round r then runs the variants in the order rotated by r. With a ``deadline`` (a
+    ``time.perf_counter()`` value) no round starts after it, except the first: a run on a
+    slower machine than expected ends with fewer rounds instead of being cut off.
     """
     names = list(variants)
     for name in names:
         variants[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
+        if r > 0 and deadline is not None and time.perf_counter() > deadline:
+            break
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             times[name].append(variants[name]())
