@@ -260,11 +260,14 @@ def test_weight_samples_are_drawn_once_and_give_the_sampling_predictive(tiny_spl
     original = MeanFieldLayer._noise
     MeanFieldLayer._noise = lambda self, like: drawn.append(1) or original(self, like)
     try:
-        again = teacher.predict_proba(x[:7])
+        again = teacher.predict_proba(x)
+        part = teacher.predict_proba(x[:7])
     finally:
         MeanFieldLayer._noise = original
     assert drawn == []  # no new weight noise
-    assert torch.equal(again, first[:7])
+    assert torch.equal(again, first)
+    # A smaller batch may take another matmul kernel (last-bit differences), not other weights.
+    torch.testing.assert_close(part, first[:7], rtol=0, atol=1e-6)
     expected = torch.zeros_like(first)
     with torch.no_grad():
         for s in range(4):
