@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from bayesdistill.cli.main import app
 from bayesdistill.errors import ConfigError, UnknownNameError
 from bayesdistill.theory import EXPERIMENTS, load_theory_config, run_theory, shipped_theory_configs
+from bayesdistill.theory.report import NO_INTERVAL
 
 TINY = {
     "synthetic_study": ["options.num_samples=400", "options.evals_per_epoch=4", "options.epochs=1"],
@@ -60,6 +61,10 @@ def test_every_shipped_theory_config_runs_on_tiny_sizes(name, tmp_path):
     config = load_theory_config(name, [*TINY[name], "seeds=[0]"])
     result = run_theory(config, tmp_path / name, progress=False)
     assert result.claims and all(isinstance(c.held, bool) for c in result.claims)
+    # one seed: a comparison over seeds has no interval and cannot hold
+    assert all(not c.held for c in result.claims if NO_INTERVAL in c.measured)
+    if name == "synthetic_study":  # every claim of experiment 1 is an ordering over seeds
+        assert all(NO_INTERVAL in c.measured and not c.held for c in result.claims)
     report = (tmp_path / name / "report.md").read_text()
     assert "| claim | prediction | measured | held |" in report
     for figure in result.figures:

@@ -26,7 +26,14 @@ from bayesdistill.runner.study import seed_dir
 from bayesdistill.runner.teachers import TEACHERS_DIR, TRAIN_PROBS
 from bayesdistill.theory.context import ExperimentContext
 from bayesdistill.theory.gradients import gradient_noise, network_sample_gradients
-from bayesdistill.theory.report import Claim, ExperimentResult, pm
+from bayesdistill.theory.report import (
+    Claim,
+    ExperimentResult,
+    above_zero,
+    mean_ci,
+    paired_less,
+    pm,
+)
 
 NO_TEACHER = "none"
 DETERMINISTIC = "deterministic"
@@ -104,34 +111,52 @@ def run(
     taught = [lb for lb in labels if lb != NO_TEACHER]
     bayesian = [lb for lb in taught if names[lb] in BAYESIAN_NAMES]
 
-    def rank(metric: str) -> tuple[float, str]:
-        x = [col[metric][lb].mean() for lb in taught]
-        y = [col["fluctuation"][lb].mean() for lb in taught]
-        rho = spearmanr(x, y)[0] if len(taught) >= 3 else float("nan")
-        return float(rho), f"Spearman ρ = {rho:.2f} over {len(taught)} teacher kinds"
+    def rank(metric: str) -> tuple[bool, str]:
+        """Per seed: Spearman ρ over the teacher kinds; held when its interval lies above 0."""
+        if len(taught) < 3:
+            return False, f"{len(taught)} teacher kinds: too few for a rank correlation"
+        rho = np.array(
+            [
+                spearmanr(
+                    [col[metric][lb][s] for lb in taught],
+                    [col["fluctuation"][lb][s] for lb in taught],
+                )[0]
+                for s in range(len(ctx.seeds))
+            ]
+        )
+        text = f"Spearman ρ per seed over {len(taught)} teacher kinds: {mean_ci(rho, 2)}"
+        return above_zero(rho), text
 
     claims = []
     for metric, name in (("teacher_ece", "ECE"), ("teacher_nll", "NLL")):
-        rho, text = rank(metric)
+        held, text = rank(metric)
         claims.append(
             Claim(
                 f"Students of better-calibrated teachers fluctuate less (teacher {name})",
                 f"ρ(teacher {name}, student fluctuation) > 0",
                 text,
-                bool(rho > 0),
-                "Means over seeds per teacher kind; fluctuation of the test-accuracy curve (pp).",
+                held,
+                "Per seed, the rank correlation over teacher kinds of the teacher's test "
+                f"{name} and its student's fluctuation of the test-accuracy curve (pp); mean "
+                "[95 % t interval] over seeds; held when the interval lies above 0.",
             )
         )
     noise = {lb: col["noise"][lb] for lb in labels}
+    how = (
+        "Per-seed paired difference, mean [95 % t interval] (a seed's students share data, "
+        "subset and initialisation); held when the interval lies below 0."
+    )
     if NO_TEACHER in labels and DETERMINISTIC in labels:
-        held = bool(noise[DETERMINISTIC].mean() < noise[NO_TEACHER].mean())
+        check = paired_less(("σ_DNN", noise[DETERMINISTIC]), ("σ_one-hot", noise[NO_TEACHER]))
         claims.append(
             Claim(
                 "Distillation lowers the student's gradient noise: σ_DNN < σ_one-hot",
                 "σ(deterministic) < σ(one-hot)",
-                f"σ: deterministic {pm(noise[DETERMINISTIC])}, one-hot {pm(noise[NO_TEACHER])}",
-                held,
-                "σ = E‖g_i − ḡ‖² over the student's training set at its own final weights. A student "
+                f"σ: deterministic {pm(noise[DETERMINISTIC])}, one-hot {pm(noise[NO_TEACHER])}; "
+                + check.measured,
+                check.held,
+                how
+                + " σ = E‖g_i − ḡ‖² over the student's training set at its own final weights. A student "
                 "that memorises its one-hot training labels has small per-sample gradients there; the "
                 "theorem's σ* is taken at the population optimum θ*, where an over-parameterised "
                 "student trained on a few hundred examples does not sit (experiment 2 measures σ* "
@@ -139,12 +164,15 @@ def run(
             )
         )
         for lb in bayesian:
+            check = paired_less((f"σ_{lb}", noise[lb]), ("σ_DNN", noise[DETERMINISTIC]))
             claims.append(
                 Claim(
                     f"Bayesian teachers lower it further: σ_{lb} < σ_DNN",
                     f"σ({lb}) < σ(deterministic)",
-                    f"σ: {lb} {pm(noise[lb])}, deterministic {pm(noise[DETERMINISTIC])}",
-                    bool(noise[lb].mean() < noise[DETERMINISTIC].mean()),
+                    f"σ: {lb} {pm(noise[lb])}, deterministic {pm(noise[DETERMINISTIC])}; "
+                    + check.measured,
+                    check.held,
+                    how,
                 )
             )
 

@@ -20,7 +20,7 @@ Measured per (kind, source): the targets' distance to p* on S (mean ‖p_t − p
 KL(p* ‖ p_t)), the teacher's on the test split, and a student (one MLP initialisation and batch
 order per seed, soft-label cross-entropy against the targets) by its test accuracy and
 distance to p*. Students on one-hot labels and on exact p* are the references. Differences
-are per-seed paired, with 95 % t intervals (`bayesdistill.reports.stats.t_interval`).
+are per-seed paired, with 95 % t intervals (`bayesdistill.theory.report.mean_ci`, `above_zero`).
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ from bayesdistill.data.base import DataSplits
 from bayesdistill.losses import onehot_ce, soft_ce
 from bayesdistill.losses.response import PROB_FLOOR
 from bayesdistill.models import Classifier, create_model
-from bayesdistill.reports.stats import t_interval
 from bayesdistill.seeding import derive_seed, seeded
 from bayesdistill.teachers import TEACHERS, CrossFitPlan, TeacherContext
 from bayesdistill.theory.context import ExperimentContext
-from bayesdistill.theory.report import Claim, ExperimentResult, pm
+from bayesdistill.theory.report import Claim, ExperimentResult, above_zero, mean_ci, pm
 from bayesdistill.train import CachedTargets, TrainSettings, fit, predict_in_batches
 
 SOURCES = {"in_sample": "in-sample", "cross_fitted": "cross-fitted", "held_out": "held-out"}
@@ -229,20 +228,6 @@ def run(
     return _report(ctx, per_seed, kinds, folds, setup)
 
 
-def _interval(values: Sequence[float] | np.ndarray, digits: int = 3) -> str:
-    v = np.asarray(values, dtype=np.float64)
-    ci = t_interval(v)
-    if ci is None:
-        return f"{v.mean():.{digits}g} (1 seed, no interval)"
-    return f"{v.mean():.{digits}g} [{ci[0]:.{digits}g}, {ci[1]:.{digits}g}]"
-
-
-def _above_zero(values: Sequence[float] | np.ndarray) -> bool:
-    """The paired 95 % t interval lies above 0 (False with a single seed: no interval)."""
-    ci = t_interval(np.asarray(values, dtype=np.float64))
-    return ci is not None and ci[0] > 0
-
-
 def _report(
     ctx: ExperimentContext,
     per_seed: list[dict[str, Any]],
@@ -330,7 +315,7 @@ def _report(
     rho_test = np.array([spearmanr(a, b)[0] for a, b in zip(test_l2, student_l2, strict=True)])
 
     def per_kind(values: dict[str, np.ndarray]) -> str:
-        return "; ".join(f"{k} {_interval(values[k])}" for k in kinds)
+        return "; ".join(f"{k} {mean_ci(values[k])}" for k in kinds)
 
     claims = []
     for k in kinds:
@@ -339,28 +324,28 @@ def _report(
                 f"{k}: in-sample targets are further from p* on the student's training points "
                 "than on test points",
                 "‖p_t − p*‖ on S − on test > 0 (paired 95 % interval above 0)",
-                f"{_interval(gap[k])}; on S {pm(arr(f'{k}/in_sample', 'target_train', 'l2'))}, "
+                f"{mean_ci(gap[k])}; on S {pm(arr(f'{k}/in_sample', 'target_train', 'l2'))}, "
                 f"on test {pm(arr(f'{k}/in_sample', 'teacher_test', 'l2'))}",
-                _above_zero(gap[k]),
+                above_zero(gap[k]),
                 "Mean difference over seeds [95 % paired t interval]; ‖·‖ is the mean L2 "
                 "distance over the points.",
             )
         )
     for k in kinds:
-        has_gap = _above_zero(gap[k])
+        has_gap = above_zero(gap[k])
         fraction = closed[k].mean() / gap[k].mean()
         claims.append(
             Claim(
                 f"{k}: cross-fitting closes most of that gap",
                 f"mean reduction / mean gap ≥ {MOST}, the reduction's interval above 0",
                 (f"fraction closed {fraction:.2g}; " if has_gap else "no gap to close; ")
-                + f"reduction {_interval(closed[k])}",
-                bool(has_gap and fraction >= MOST and _above_zero(closed[k])),
+                + f"reduction {mean_ci(closed[k])}",
+                bool(has_gap and fraction >= MOST and above_zero(closed[k])),
                 "Reduction: in-sample minus cross-fitted ‖p_t − p*‖ on S; gap: the in-sample "
                 "teacher's ‖p_t − p*‖ on S minus its own on test (claim a); fraction: ratio of "
                 f"their means over seeds (per seed: {pm(closed_frac[k], 2)}). What remains, "
                 "cross-fitted targets on S minus the fold teachers' mean test distance (each saw "
-                f"(K − 1)/K of the data): {_interval(cf_gap[k])}."
+                f"(K − 1)/K of the data): {mean_ci(cf_gap[k])}."
                 + ("" if has_gap else " Not held: there was no gap to close."),
             )
         )
@@ -371,8 +356,8 @@ def _report(
             "Spearman ρ(target ‖·‖ on S, student ‖·‖) > ρ(teacher ‖·‖ on test, student ‖·‖), "
             "paired interval above 0",
             f"ρ on S {pm(rho_train, 2)}, ρ on test {pm(rho_test, 2)}; difference "
-            f"{_interval(rho_train - rho_test, 2)}",
-            _above_zero(rho_train - rho_test),
+            f"{mean_ci(rho_train - rho_test, 2)}",
+            above_zero(rho_train - rho_test),
             f"Rank correlation over the {len(configs)} (kind, source) configurations of a seed; "
             "the teacher's test distance is that of the teacher object (cross-fitted: the mean "
             "of the K teachers).",
@@ -383,9 +368,9 @@ def _report(
             Claim(
                 f"{k}: cross-fitted targets give students closer to p* than in-sample targets",
                 "student ‖p − p*‖ in-sample − cross-fitted > 0 (interval above 0)",
-                _interval(student_gain[k]),
-                _above_zero(student_gain[k]),
-                f"Held-out targets against in-sample: {_interval(held_gain[k])}.",
+                mean_ci(student_gain[k]),
+                above_zero(student_gain[k]),
+                f"Held-out targets against in-sample: {mean_ci(held_gain[k])}.",
             )
         )
 
@@ -420,8 +405,8 @@ def _report(
         "| student ‖·‖ in-sample − held-out |",
         "|---|---|---|---|---|---|",
         *[
-            f"| {k} | {_interval(gap[k])} | {_interval(closed[k])} | {_interval(cf_gap[k])} | "
-            f"{_interval(student_gain[k])} | {_interval(held_gain[k])} |"
+            f"| {k} | {mean_ci(gap[k])} | {mean_ci(closed[k])} | {mean_ci(cf_gap[k])} | "
+            f"{mean_ci(student_gain[k])} | {mean_ci(held_gain[k])} |"
             for k in kinds
         ],
     ]
