@@ -2,12 +2,12 @@
 
 A theory config (``configs/theory/<name>.yaml``) holds::
 
-    experiment: gradient_noise     # a registered experiment (`bayesdistill list theory`)
-    seeds: [0, 1, 2]
-    options: {num_samples: 20000}  # the experiment's keyword options (validated)
+    experiment: convergence        # a registered experiment (`bayesdistill list theory`)
+    seeds: [0, 1, 2, 3, 4]
+    options: {steps: 20000}        # the experiment's keyword options (validated)
     quick:                         # overrides used by `theory all` / --quick (reduced size)
-      seeds: [0, 1]
-      options: {num_samples: 5000}
+      seeds: [0, 1, 2, 3, 4]       # claims over seeds are paired 95 % t intervals: keep ≥ 5
+      options: {steps: 10000}
 """
 
 from __future__ import annotations
