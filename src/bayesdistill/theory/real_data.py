@@ -178,7 +178,7 @@ def run(
 
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for i, lb in enumerate(taught):
         axes[0].errorbar(
             col["teacher_ece"][lb].mean(),
