@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -58,3 +60,24 @@ def test_a_checkpoint_of_another_network_is_refused(tmp_path):
     # a CheckpointError, or the study's report of the units it failed, quoting it
     with pytest.raises(BayesDistillError, match=r"'body\.1\.weight' is \(32, 5\) in the file"):
         run_study(config, tmp_path / "run", progress=False)
+
+
+def test_resuming_with_another_file_under_the_same_name_is_refused(tmp_path):
+    """run.json records the checkpoint's SHA-256: the path alone would let a resumed study
+    mix students of two different teachers."""
+    path = tmp_path / "teacher.pth"
+    _trained_elsewhere(path, hidden=[16])
+    config = load_config({**TINY, "teacher": {**TINY["teacher"], "checkpoint": str(path)}})
+    out = run_study(config, tmp_path / "run", progress=False)
+    record = read_json(out / "run.json")
+    assert record["teacher"] == {"path": str(path.resolve()), "sha256": file_sha256(path)}
+    before = file_sha256(path)
+    record["finished"] = False  # as if killed
+    (out / "run.json").write_text(json.dumps(record))
+
+    torch.manual_seed(8)  # other weights, same name and architecture
+    network = create_model("mlp", INPUT_SHAPE, NUM_CLASSES, hidden=[16])
+    torch.save({"model": network.state_dict()}, path)
+    after = file_sha256(path)
+    with pytest.raises(BayesDistillError, match=rf"teacher.*sha256 {before[:12]}.*{after[:12]}"):
+        run_study(config, out, resume=True, progress=False)

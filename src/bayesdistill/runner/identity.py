@@ -80,7 +80,8 @@ class RunIdentity:
         command: the command that made it.
         config: the resolved config as plain values (its hash is recorded).
         seed: the seed of a teacher or distill run (None for a study: seeds are in its config).
-        teacher: ``{"path", "sha256"}`` of the teacher file a distill run learns from.
+        teacher: ``{"path", "sha256"}`` of the teacher file a distill run learns from, or of
+            the ``teacher.checkpoint`` a study or teacher run uses (`file_record`).
         data: `data_fingerprint` of the data.
     """
 
@@ -162,6 +163,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_record(path: str | os.PathLike[str] | None) -> dict[str, str] | None:
+    """``{"path", "sha256"}`` of a file a run reads (its resolved path and its bytes' hash), so
+    that resuming with another file under the same name is refused; None for no file."""
+    if path is None:
+        return None
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
 
 
 def data_fingerprint(splits: DataSplits) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from bayesdistill.runner.identity import (
     RunIdentity,
     RunState,
     data_fingerprint,
-    file_sha256,
+    file_record,
     finish_run,
     inspect_output,
     open_run,
@@ -63,7 +63,11 @@ def run_teachers(
     labels = [kind.key for kind in config.teachers if kind.name != NO_TEACHER]
     files = {label: layout.pieces.teacher(label).teacher for label in labels}
     identity = RunIdentity(
-        RunKind.TEACHER, config_values(config), seed=seed, data=data_fingerprint(splits)
+        RunKind.TEACHER,
+        config_values(config),
+        seed=seed,
+        teacher=file_record(config.teacher.checkpoint),
+        data=data_fingerprint(splits),
     )
     outputs = [*files.values(), *(layout.pieces.teacher(label).summary for label in labels)]
     state = open_run(
@@ -121,9 +125,7 @@ def run_distill(
         RunKind.DISTILL,
         config_values(config),
         seed=seed,
-        teacher=None
-        if teacher is None
-        else {"path": str(Path(teacher).resolve()), "sha256": file_sha256(teacher)},
+        teacher=file_record(teacher),
         data=data_fingerprint(splits),
     )
     outputs = [path for s in students for path in (s.summary, s.network)]

@@ -37,6 +37,7 @@ from bayesdistill.runner.identity import (
     RunIdentity,
     RunState,
     data_fingerprint,
+    file_record,
     finish_run,
     inspect_output,
     open_run,
@@ -98,7 +99,12 @@ def run_study(
     splits = load_data(config.data, config.runtime.loader_options())
     check_student_losses(config.student, splits.num_classes)
     check_experiment(config, splits, teacher=True)
-    identity = RunIdentity(RunKind.STUDY, config_values(config), data=data_fingerprint(splits))
+    identity = RunIdentity(
+        RunKind.STUDY,
+        config_values(config),
+        teacher=file_record(config.teacher.checkpoint),
+        data=data_fingerprint(splits),
+    )
     state = open_run(
         layout,
         identity,
