@@ -103,3 +103,14 @@ def test_findings_text_for_one_seed_a_zero_mean_and_nothing_resolved():
     assert "needs at least 2 seeds" in lines
     assert "`ivon` − `deterministic`: +0.00 pp [" in lines
     assert "the mean difference is 0, which no number of seeds resolves" in lines
+    # one of the two has an interval: no chance count for a single comparison
+    assert "by chance" not in lines
+
+
+def test_findings_say_how_many_intervals_exclude_0_by_chance():
+    differences = [
+        Difference(kind, "deterministic", compare_paired([0.5, 1.0, -0.2, 0.3, 0.8]))
+        for kind in ("a", "b", "c", "d", "e", "f", "g", "h")
+    ]
+    lines = "\n".join(findings(differences, "kd"))
+    assert "8 intervals in this list: if no teacher kind differed, about 0.4 of them" in lines

@@ -137,10 +137,24 @@ def findings(differences: list[Difference], loss: str) -> list[str]:
         lines += [f"- {_name(d)}: {_resolved_text(d.comparison)}" for d in resolved]
     else:
         lines.append(f"No difference is resolved: every {level} interval includes 0.")
+    tested = sum(d.comparison.interval is not None for d in differences)
+    if tested > 1:
+        lines += ["", _chance_text(tested)]
     if unresolved:
         lines += ["", f"Not resolved (the {level} interval includes 0, or there is one seed):"]
         lines += [f"- {_name(d)}: {_unresolved_text(d.comparison)}" for d in unresolved]
     return [*lines, ""]
+
+
+def _chance_text(tested: int) -> str:
+    """How many of ``tested`` intervals would exclude 0 by chance if no difference were
+    real (no correction for multiple comparisons is applied to the intervals)."""
+    expected = (1.0 - CONFIDENCE) * tested
+    return (
+        f"{tested} intervals in this list: if no teacher kind differed, about {expected:.1f} of "
+        f"them would exclude 0 by chance ({100 * CONFIDENCE:g} % intervals, not corrected for "
+        "multiple comparisons), so a single borderline one is weak evidence."
+    )
 
 
 def _name(d: Difference) -> str:
