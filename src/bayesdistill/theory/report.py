@@ -78,10 +78,13 @@ class PairedDecision:
     Attributes:
         held: every interval excludes 0 in the predicted direction (False with one seed).
         measured: each difference as ``name: mean [lo, hi]``, joined by ``"; "``.
+        differences: the per-seed differences of a single comparison (`paired_less`), for a
+            caller that also asks about the other direction; None for an ordering.
     """
 
     held: bool
     measured: str
+    differences: np.ndarray | None = None
 
 
 EQUAL_SEEDS = "every seed equal: a zero-width interval"
@@ -159,7 +162,7 @@ def paired_less(
         d, label = _log(a_name, a) - _log(b_name, b), f"ln({a_name}/{b_name})"
     else:
         d, label = a - b, f"{a_name} − {b_name}"
-    return PairedDecision(below_zero(d), f"{label}: {mean_ci(d, digits)}")
+    return PairedDecision(below_zero(d), f"{label}: {mean_ci(d, digits)}", d)
 
 
 def paired_ordering(

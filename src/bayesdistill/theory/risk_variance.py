@@ -30,7 +30,6 @@ from bayesdistill.theory.report import (
     Claim,
     ExperimentResult,
     above_zero,
-    below_zero,
     paired_less,
     pm,
 )
@@ -186,10 +185,9 @@ def run(
     mse_laplace = paired_less(
         ("MSE laplace", stat["laplace"]["mse"]), ("MSE det", stat["deterministic"]["mse"]), log=True
     )
-    log_quality = np.log(quality["laplace"]) - np.log(quality["deterministic"])
-    log_mse = np.log(stat["laplace"]["mse"]) - np.log(stat["deterministic"]["mse"])
-    mse_follows = (below_zero(log_quality) and below_zero(log_mse)) or (
-        above_zero(log_quality) and above_zero(log_mse)
+    # Laplace closer with the smaller MSE, or the deterministic teacher closer with the smaller
+    mse_follows = (closer.held and mse_laplace.held) or (
+        above_zero(closer.differences) and above_zero(mse_laplace.differences)
     )
     how = (
         "Per-seed paired log ratio, mean [95 % t interval] (each seed is its own mixture and "
