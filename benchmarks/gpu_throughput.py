@@ -59,14 +59,15 @@ import torch
 from workload import interleaved, paired_ratio
 
 from bayesdistill.config import ExperimentConfig, load_config
+from bayesdistill.config.schema import ModelConfig
 from bayesdistill.data import ArrayData, DataSplits
 from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.base import Standardizer
 from bayesdistill.io import write_json
 from bayesdistill.losses import LOSSES, onehot_ce
-from bayesdistill.models import Classifier, create_model
-from bayesdistill.runner.common import STUDENT_INIT_STREAM, build_augment
-from bayesdistill.seeding import derive_seed, generator, seeded
+from bayesdistill.models import Classifier
+from bayesdistill.runner.common import STUDENT_INIT_STREAM, build_augment, init_network
+from bayesdistill.seeding import generator
 from bayesdistill.teachers import TEACHERS, MeanFieldTeacher, TeacherContext, to_mean_field
 from bayesdistill.train import OnlineTargets, Teacher, fit, predict_in_batches
 from bayesdistill.train.accel import Acceleration, Precision
@@ -110,8 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     accels = {
         p: Acceleration(precision=p, channels_last=cuda, cudnn_benchmark=cuda) for p in precisions
     }
-    teacher_model = args.teacher_model or config.teacher.model.name
-    student_model = args.student_model or config.student.model.name
+    teacher_spec = ModelConfig.model_validate(args.teacher_model or config.teacher.model)
+    student_spec = ModelConfig.model_validate(args.student_model or config.student.model)
+    teacher_model, student_model = teacher_spec.name, student_spec.name
     augment = build_augment(config.student.augment)
     if augment is None:
         raise ValueError(f"{CONFIG} gives the student no augmentation; the view cache needs one")
@@ -120,8 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = replace(config.student.train, epochs=args.epochs, milestones=(), evals_per_epoch=1)
 
     data = random_images(args.n, shape, device, seed=0)
+    unit = torch.ones(shape)
+    splits = DataSplits("random", data, data, data, Standardizer(0 * unit, unit))
     note(f"{args.n} random images on {device}; building teachers ({teacher_model})")
-    network = new_network(teacher_model, shape, TEACHER_INIT_STREAM, device)
+    network = init_network(teacher_spec, splits, 0, TEACHER_INIT_STREAM, device)
     accels[Precision.FP32].prepare_model(network)  # as a teacher trained under this accel
     teachers, samples = build_teachers(config, network, data, args.laplace_fit, accels)
 
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
             note(f"view cache {key} {p.value}: {seconds:.1f} s")
 
     def run(p: Precision, loss: Callable, targets: object, aug: Augmentation | None) -> float:
-        model = new_network(student_model, shape, STUDENT_INIT_STREAM, device)
+        model = init_network(student_spec, splits, 0, STUDENT_INIT_STREAM, device)
         return timed(
             lambda: fit(
                 model,
@@ -300,14 +304,6 @@ def random_images(
     x = torch.randn((n, *shape), generator=gen)
     y = torch.randint(NUM_CLASSES, (n,), generator=gen)
     return ArrayData(x.to(device), y.to(device), NUM_CLASSES)
-
-
-def new_network(
-    model: str, shape: tuple[int, int, int], stream: int, device: torch.device
-) -> Classifier:
-    with seeded(derive_seed(0, stream)):
-        network = create_model(model, shape, NUM_CLASSES)
-    return network.to(device)
 
 
 def build_teachers(
