@@ -19,6 +19,8 @@ Timed: whole `fit` runs of the student (``--epochs`` over the N images, so each 
 * each teacher with ``teacher_cache: none`` (the teacher is asked on every augmented batch),
 * each teacher with ``teacher_cache: views`` (V stored augmented views per example, built
   once; each step rebuilds one stored view per example: the teacher costs nothing),
+* the VI teacher with ``teacher_cache: none`` and ``runtime.samples_per_pass: S`` (its S
+  weight samples in one ``torch.func.vmap`` pass; ``vectorized_cells`` in the JSON),
 
 each at fp32 and at bf16 (autocast of the student's and the teacher's forward passes;
 bf16 only where the device supports it), with channels-last and cuDNN autotuning on a CUDA
@@ -37,7 +39,7 @@ cache, over one-hot; at bf16, or at fp32 where bf16 is not supported; goal: at m
     python benchmarks/gpu_throughput.py --quick --device cpu              # a smoke run
 
 On one H200 the default run is estimated (not yet measured) at 3 to 5 minutes: building
-the six view caches (10 views × 10 000 images; S = 10 passes each for VI) and 14 variants
+the six view caches (10 views × 10 000 images; S = 10 passes each for VI) and 16 variants
 of 157 steps per round; no round starts after ``--budget`` (240 s), so a slower device
 gives fewer rounds rather than a run that does not end.
 """
@@ -84,6 +86,8 @@ GOAL = 1.2
 """Issue 9's goal for the VI-teacher student step with the view cache, over one-hot."""
 ONE_HOT = "one-hot"
 CACHES = ("none", "views")
+VECTORIZED = "none, vmap"
+"""Variant label: the VI teacher asked on every batch with ``samples_per_pass`` = S."""
 TEACHER_INIT_STREAM = 1
 DATA_STREAM = 9
 QUICK = {"n": 128, "rounds": 1, "views": 2, "laplace_fit": 64, "model": "resnet8", "size": 16}
@@ -144,7 +148,13 @@ def main(argv: list[str] | None = None) -> None:
             builds.append({"teacher": key, "precision": p.value, "seconds": seconds})
             note(f"view cache {key} {p.value}: {seconds:.1f} s")
 
-    def run(p: Precision, loss: Callable, targets: object, aug: Augmentation | None) -> float:
+    def run(
+        p: Precision,
+        loss: Callable,
+        targets: object,
+        aug: Augmentation | None,
+        accel: Acceleration | None = None,
+    ) -> float:
         model = init_network(student_spec, splits, 0, STUDENT_INIT_STREAM, device)
         return timed(
             lambda: fit(
@@ -156,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                 targets=targets,  # type: ignore[arg-type]
                 augment=aug,
                 progress=False,
-                accel=accels[p],
+                accel=accel or accels[p],
             ),
             device,
         )[0]
@@ -170,6 +180,11 @@ def main(argv: list[str] | None = None) -> None:
             )
             views = ViewTargets(caches[key, p], augment, device)
             variants[name(key, "views", p)] = functools.partial(run, p, kd, views, None)
+        # the VI teacher asked on every batch with its S samples in one vmapped pass
+        vectorized = replace(accels[p], samples_per_pass=samples[VI_KEY])
+        variants[name(VI_KEY, VECTORIZED, p)] = functools.partial(
+            run, p, kd, OnlineTargets(teachers[VI_KEY]), augment, vectorized
+        )
     note(f"timing {len(variants)} variants: a warm-up run each, then up to {args.rounds} rounds")
     times = interleaved(variants, args.rounds, deadline=deadline)
     rounds = len(next(iter(times.values())))
@@ -192,6 +207,23 @@ def main(argv: list[str] | None = None) -> None:
                     "seconds": values,
                 }
             )
+    vectorized_cells = [
+        {
+            "teacher": VI_KEY,
+            "cache": "none",
+            "samples_per_pass": samples[VI_KEY],
+            "precision": p.value,
+            "images_per_s": images / statistics.median(times[name(VI_KEY, VECTORIZED, p)]),
+            "ratio_to_onehot": paired_ratio(
+                times, name(VI_KEY, VECTORIZED, p), name(ONE_HOT, None, p)
+            ),
+            "ratio_to_one_per_pass": paired_ratio(
+                times, name(VI_KEY, VECTORIZED, p), name(VI_KEY, "none", p)
+            ),
+            "seconds": times[name(VI_KEY, VECTORIZED, p)],
+        }
+        for p in precisions
+    ]
     headline = precisions[-1]
     ratio = next(
         c["ratio_to_onehot"]
@@ -226,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         "loss": {"name": kd_spec.name, **kd_spec.options},
         "cache_build_seconds": builds,
         "cells": cells,
+        "vectorized_cells": vectorized_cells,
         "ratio_vi_views_bf16": ratio,
         "ratio_vi_views_precision": headline.value,
         "goal": GOAL,
@@ -403,6 +436,13 @@ def report(result: dict[str, Any]) -> None:
             cell = cells[teacher, cache, p]
             line += f" {cell['images_per_s']:12.0f} {cell['ratio_to_onehot']:9.3f}"
         print(line)
+    for cell in result["vectorized_cells"]:
+        print(
+            f"{cell['teacher']} teacher on every batch, {cell['samples_per_pass']} samples per "
+            f"vmapped pass, {cell['precision']}: {cell['images_per_s']:.0f} img/s, "
+            f"×{cell['ratio_to_onehot']:.3f} one-hot, ×{cell['ratio_to_one_per_pass']:.3f} one "
+            "sample per pass"
+        )
     if result["ratio_vi_views_precision"] != Precision.BF16.value:
         print("bf16 not run here: ratio_vi_views_bf16 below is measured at fp32")
     print(f"goal: ratio_vi_views_bf16 <= {result['goal']}")

@@ -40,6 +40,13 @@ def check_result(result: dict, last_line: str, precisions: list[str]) -> None:
     assert builds == {(t, p) for t in TEACHERS for p in precisions}
     assert all(b["seconds"] > 0 for b in result["cache_build_seconds"])
     assert result["num_samples"] == {"deterministic": 1, "laplace": 1, "vi": 10}  # config's S
+    vectorized = {c["precision"]: c for c in result["vectorized_cells"]}
+    assert set(vectorized) == set(precisions)
+    for cell in vectorized.values():
+        assert cell["samples_per_pass"] == 10 and cell["cache"] == "none"
+        assert math.isfinite(cell["images_per_s"]) and cell["images_per_s"] > 0
+        assert math.isfinite(cell["ratio_to_one_per_pass"]) and cell["ratio_to_one_per_pass"] > 0
+        assert len(cell["seconds"]) == 1
     headline = precisions[-1]
     assert result["ratio_vi_views_precision"] == headline
     ratio = cells["vi", "views", headline]["ratio_to_onehot"]

@@ -16,6 +16,7 @@ from bayesdistill.data import DataSplits, gaussian_mixture, make_splits
 from bayesdistill.errors import ConfigError, DataError
 from bayesdistill.runner import RunKind, RunLayout, run_distill, run_teachers
 from bayesdistill.runner.identity import data_fingerprint, recorded_kind
+from bayesdistill.runner.study import config_values
 
 TINY = {
     "data": {"name": "synthetic", "num_samples": 240, "num_classes": 3, "dim": 4},
@@ -209,3 +210,21 @@ def test_a_folder_with_only_a_config_from_before_run_json(tmp_path):
         run_teachers(load_config(TINY), out, progress=False)
     run_teachers(load_config(TINY), out, resume=True, progress=False)
     assert recorded_kind(RunLayout(out)) is RunKind.TEACHER
+
+
+def test_an_option_added_later_keeps_older_folders_resumable(teacher_dir, tmp_path):
+    """runtime.samples_per_pass came after runs were recorded: at its default (what runs did
+    before) it is not part of a run's identity; another value is refused by name."""
+    assert "samples_per_pass" not in config_values(load_config(TINY))["runtime"]
+    vectorised = load_config(TINY, ["runtime.samples_per_pass=4"])
+    assert config_values(vectorised)["runtime"]["samples_per_pass"] == 4
+    copy = _copy(teacher_dir, tmp_path)
+    _unfinished(copy)
+    layout = RunLayout(copy)
+    saved = yaml.safe_load(layout.config.read_text())
+    del saved["runtime"]["samples_per_pass"]  # a folder from before the option
+    layout.config.write_text(yaml.safe_dump(saved, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"runtime.samples_per_pass: None in the folder, 4 here"):
+        run_teachers(vectorised, copy, resume=True, progress=False)
+    run_teachers(load_config(TINY), copy, resume=True, progress=False)
+    assert json.loads(layout.identity.read_text())["finished"] is True

@@ -69,7 +69,9 @@ class RuntimeConfig(_Strict):
     The GPU fast path (`Acceleration`), opt-in: ``precision`` (fp32 | bf16 | fp16: autocast
     of every forward pass, student's and teacher's, with a GradScaler for fp16, which needs
     CUDA), ``channels_last``, ``cudnn_benchmark``, ``compile`` (torch.compile) and, for runs
-    under torchrun, ``sync_batchnorm``. Data read through a DataLoader (streamed datasets)
+    under torchrun, ``sync_batchnorm``; ``samples_per_pass``: how many of an IVON or
+    mean-field VI teacher's S weight samples run in one vectorised forward pass (1: one after
+    another). Data read through a DataLoader (streamed datasets)
     uses ``num_workers`` worker processes and ``pin_memory``. ``executor`` says where a
     study's units run.
     """
@@ -79,6 +81,7 @@ class RuntimeConfig(_Strict):
     cudnn_benchmark: bool = False
     compile: bool = False
     sync_batchnorm: bool = False
+    samples_per_pass: int = Field(1, ge=1)
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = True
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
@@ -93,4 +96,5 @@ class RuntimeConfig(_Strict):
             cudnn_benchmark=self.cudnn_benchmark,
             compile=self.compile,
             sync_batchnorm=self.sync_batchnorm,
+            samples_per_pass=self.samples_per_pass,
         )

@@ -52,13 +52,22 @@ def seed_dir(out: Path, seed: int) -> Path:
     return RunLayout(out).seed(seed).folder
 
 
+LATER_OPTIONS = {("runtime", "samples_per_pass"): 1}
+"""Options added after runs were first recorded, each with the value that does what runs
+did before it existed: left out of a run's identity while they hold that value, so that
+folders recorded before the option resume (and a value other than that one is refused)."""
+
+
 def config_values(config: ExperimentConfig) -> dict:
     """The resolved config as the plain values its config.yaml holds, without the
     executor and the log options (they change where units run and what is recorded
-    besides, not what they compute)."""
+    besides, not what they compute), and without `LATER_OPTIONS` at their old behaviour."""
     values = yaml.safe_load(dump_config(config))
     values.get("runtime", {}).pop("executor", None)
     values.pop("log", None)
+    for (section, key), old in LATER_OPTIONS.items():
+        if values.get(section, {}).get(key, old) == old:
+            values.get(section, {}).pop(key, None)
     return values
 
 

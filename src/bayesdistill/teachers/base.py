@@ -10,11 +10,13 @@ write itself to a single file (weights plus everything needed to rebuild it) tha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.func import vmap
 
 from bayesdistill.io import save_torch
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
@@ -123,4 +125,21 @@ __all__ = [
     "check_teacher_matches",
     "network_from_state",
     "network_state",
+    "vectorized_mean",
 ]
+
+
+def vectorized_mean(
+    sample_probs: Callable[[Any], Tensor], stacked: Any, num_samples: int, samples_per_pass: int
+) -> Tensor:
+    """Mean over ``num_samples`` weight samples of ``sample_probs(weights)`` ``(B, C)``,
+    computed with ``torch.func.vmap`` over the leading (sample) dimension of every tensor in
+    ``stacked`` (a tensor, or a dict, list or tuple of tensors), ``samples_per_pass`` samples per vectorised
+    pass (the last pass takes the rest).
+
+    Equals the mean of a loop over the samples to float rounding (the S results are summed
+    in another order). Each pass holds ``samples_per_pass`` copies of the activations.
+    """
+    chunk = None if samples_per_pass >= num_samples else samples_per_pass
+    probs = vmap(sample_probs, chunk_size=chunk)(stacked)  # (S, B, C)
+    return probs.sum(0) / num_samples

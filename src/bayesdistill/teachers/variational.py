@@ -40,7 +40,7 @@ from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
 from bayesdistill.seeding import generator
-from bayesdistill.teachers.base import SavableTeacher, network_state
+from bayesdistill.teachers.base import SavableTeacher, network_state, vectorized_mean
 from bayesdistill.teachers.context import TEACHERS, TeacherContext
 from bayesdistill.teachers.mean_field import (
     DEFAULT_INIT_STD,
@@ -53,7 +53,7 @@ from bayesdistill.teachers.mean_field import (
     sampling,
     to_mean_field,
 )
-from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration, samples_per_pass
 from bayesdistill.train.batches import num_batches
 from bayesdistill.train.loop import FitResult, fit
 from bayesdistill.train.settings import OptimizerName, TrainSettings
@@ -111,6 +111,9 @@ class MeanFieldTeacher(SavableTeacher):
         """The estimator the posterior was trained with (prediction shares weight samples)."""
         self._samples: list[list[tuple[Tensor, Tensor | None]]] = []
         """The S weight samples (per mean-field layer), drawn once (S copies of the weights)."""
+        self._stacked: list[tuple[Tensor, Tensor | None]] | None = None
+        """The same samples stacked per layer, ``(S, *shape)``, once a vectorised pass asked
+        for them (`_samples` then holds views of these)."""
 
     @property
     def device(self) -> torch.device:
@@ -122,25 +125,71 @@ class MeanFieldTeacher(SavableTeacher):
             [(w.to(device), None if b is None else b.to(device)) for w, b in sample]
             for sample in self._samples
         ]
+        self._stacked = None
         return self
 
     def _predict(self, x: Tensor) -> Tensor:
         """Mean softmax over the S weight samples: drawn on the first call (sample s from
         generator (seed, s)), kept, and reused by every later call."""
         self.network.eval()
+        per_pass = samples_per_pass()
+        if per_pass > 1:
+            stacked = self._stacked_samples(x)
+            # vmap maps over tensors only: layer i's weight and bias (if any) by name
+            tensors = {
+                f"{i}.{part}": t
+                for i, pair in enumerate(stacked)
+                for part, t in zip("wb", pair, strict=True)
+                if t is not None
+            }
+
+            def sample_probs(weights: dict[str, Tensor]) -> Tensor:
+                layers = [(weights[f"{i}.w"], weights.get(f"{i}.b")) for i in range(len(stacked))]
+                with fixed_weights(self.network, layers):
+                    return torch.softmax(self.network(x), dim=1)
+
+            return vectorized_mean(sample_probs, tensors, self.num_samples, per_pass)
         total = torch.zeros(len(x), self.num_classes, device=x.device)
         for s in range(self.num_samples):
             if s < len(self._samples):
                 with fixed_weights(self.network, self._samples[s]):
                     total += torch.softmax(self.network(x), dim=1)
                 continue
-            with (
-                sampling(self.network, generator(self.seed, s, device=x.device)),
-                recording(self.network) as drawn,
-            ):
-                total += torch.softmax(self.network(x), dim=1)
-            self._samples.append(drawn)
+            total += torch.softmax(self._draw_sample(x, s), dim=1)
         return total / self.num_samples
+
+    def _draw_sample(self, x: Tensor, sample: int) -> Tensor:
+        """Draw weight sample ``sample`` (from generator (seed, sample)) in a forward pass on
+        ``x``, keep it, and return the logits. The weights drawn do not depend on ``x``."""
+        with (
+            sampling(self.network, generator(self.seed, sample, device=x.device)),
+            recording(self.network) as drawn,
+        ):
+            logits = self.network(x)
+        self._samples.append(drawn)
+        return logits
+
+    def _stacked_samples(self, x: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        """All S samples stacked per layer (the missing ones drawn with a one-example pass);
+        `_samples` becomes views of the stack, so the weights are held once."""
+        for s in range(len(self._samples), self.num_samples):
+            self._draw_sample(x[:1], s)
+        if self._stacked is None:
+            layers = range(len(self._samples[0]))
+            self._stacked = [
+                (
+                    torch.stack([sample[i][0] for sample in self._samples]),
+                    None
+                    if self._samples[0][i][1] is None
+                    else torch.stack([sample[i][1] for sample in self._samples]),  # type: ignore[misc]
+                )
+                for i in layers
+            ]
+            self._samples = [
+                [(w[s], None if b is None else b[s]) for w, b in self._stacked]
+                for s in range(self.num_samples)
+            ]
+        return self._stacked
 
     def payload(self) -> dict[str, Any]:
         return {

@@ -2,6 +2,7 @@
 step objectives (one loss or a weighted sum of loss and feature-loss terms); the `Teacher`
 protocol that distillation consumes (teachers, built on this layer, implement it)."""
 
+from bayesdistill.train.accel import Acceleration, vectorized_samples
 from bayesdistill.train.batches import Batch, TensorBatches
 from bayesdistill.train.distill import LossSpec, distill
 from bayesdistill.train.features import (
@@ -26,6 +27,7 @@ from bayesdistill.train.settings import OptimizerName, ScheduleName, TrainSettin
 from bayesdistill.train.targets import CachedTargets, OnlineTargets, predict_in_batches
 
 __all__ = [
+    "Acceleration",
     "Batch",
     "CachedTargets",
     "FitResult",
@@ -55,4 +57,5 @@ __all__ = [
     "fit",
     "predict_in_batches",
     "sgd_step",
+    "vectorized_samples",
 ]

@@ -15,11 +15,21 @@ exactly the plain PyTorch loop, on the CPU and on a GPU.
 - ``compile``: ``torch.compile`` the network's training forward pass.
 - ``sync_batchnorm``: in a distributed run, BatchNorm layers use statistics over the
   global batch (``nn.SyncBatchNorm``), so the run matches a single-process run.
+- ``samples_per_pass``: a teacher that averages over S stored weight samples (IVON,
+  mean-field VI) evaluates this many of them in one vectorised forward pass
+  (``torch.func.vmap``) instead of one after another; 1 (the default) is the plain loop.
+  The probabilities agree with the loop's to float rounding (summed in another order), not
+  bit for bit; the cost is that many copies of the teacher's activations at once.
+
+Teacher predictions run inside `Acceleration.teacher_inference` (autocast and
+`vectorized_samples`); from Python, ``with vectorized_samples(10): teacher.predict_proba(x)``
+does the second alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -54,6 +64,7 @@ class Acceleration:
     cudnn_benchmark: bool = False
     compile: bool = False
     sync_batchnorm: bool = False
+    samples_per_pass: int = 1
 
     def __post_init__(self) -> None:
         try:
@@ -63,6 +74,7 @@ class Acceleration:
             raise ConfigError(
                 f"precision must be one of {allowed}, got {self.precision!r}"
             ) from None
+        _check_samples_per_pass(self.samples_per_pass)
 
     def check(self, device: torch.device | str) -> None:
         """Raise `ConfigError` for options that cannot work on ``device`` or here."""
@@ -90,6 +102,12 @@ class Acceleration:
             yield
             return
         with torch.autocast(torch.device(device).type, dtype=dtype):
+            yield
+
+    @contextlib.contextmanager
+    def teacher_inference(self, device: torch.device | str) -> Iterator[None]:
+        """How a teacher is asked: `autocast` plus `vectorized_samples` (``samples_per_pass``)."""
+        with self.autocast(device), vectorized_samples(self.samples_per_pass):
             yield
 
     def grad_scaler(self, device: torch.device | str) -> torch.amp.GradScaler | None:
@@ -124,7 +142,41 @@ class Acceleration:
             "cudnn_benchmark": self.cudnn_benchmark,
             "compile": self.compile,
             "sync_batchnorm": self.sync_batchnorm,
+            # only when set, so that fingerprints of runs from before the option stay valid
+            **({"samples_per_pass": self.samples_per_pass} if self.samples_per_pass != 1 else {}),
         }
+
+
+_SAMPLES_PER_PASS: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "bayesdistill_samples_per_pass", default=1
+)
+
+
+@contextlib.contextmanager
+def vectorized_samples(samples_per_pass: int) -> Iterator[None]:
+    """Within the block, teachers that average over stored weight samples (IVON, mean-field
+    VI) evaluate ``samples_per_pass`` of them per vectorised forward pass (1: one at a
+    time, the default outside any block)."""
+    _check_samples_per_pass(samples_per_pass)
+    token = _SAMPLES_PER_PASS.set(samples_per_pass)
+    try:
+        yield
+    finally:
+        _SAMPLES_PER_PASS.reset(token)
+
+
+def samples_per_pass() -> int:
+    """The number of weight samples a teacher evaluates per forward pass here (see
+    `vectorized_samples`)."""
+    return _SAMPLES_PER_PASS.get()
+
+
+def _check_samples_per_pass(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"samples_per_pass must be a whole number >= 1 (1: one weight sample per forward "
+            f"pass; S: all of a teacher's S samples in one vectorised pass), got {value!r}"
+        )
 
 
 DEFAULT_ACCELERATION = Acceleration()

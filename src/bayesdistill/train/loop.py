@@ -241,8 +241,8 @@ def fit(
                         x = augment(batch.x, aug_gen) if augment is not None else batch.x  # type: ignore[arg-type]
                         soft = None
                     x = accel.prepare_input(x)
-                    with accel.autocast(device):
-                        if views is None and targets is not None:
+                    if views is None and targets is not None:
+                        with accel.teacher_inference(device):
                             soft = targets(x, batch.index)  # type: ignore[operator]
                     inputs = StepInputs(x, batch.y, batch.index, soft, epoch + b / steps_per_epoch)
                     step_terms: list[Mapping[str, Tensor]] = []

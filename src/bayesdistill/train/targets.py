@@ -113,7 +113,8 @@ def predict_in_batches(
     """``teacher.predict_proba`` over ``data`` in chunks, ``(N, C)`` float32.
 
     ``data`` is a tensor of inputs (the result is on its device) or labelled data (the
-    result is on the teacher's device). Runs under ``accel``'s autocast.
+    result is on the teacher's device). Runs under ``accel.teacher_inference`` (autocast,
+    weight samples per pass).
     """
     device = getattr(teacher, "device", None)
     if isinstance(data, Tensor):
@@ -122,7 +123,7 @@ def predict_in_batches(
         out_device = device if device is not None else torch.device("cpu")
     run_device = device if device is not None else out_device
     chunks = []
-    with accel.autocast(run_device):
+    with accel.teacher_inference(run_device):
         for x in input_batches(data, run_device, batch_size):
             chunks.append(teacher.predict_proba(accel.prepare_input(x)).float())
     return torch.cat(chunks).to(out_device)

@@ -190,7 +190,7 @@ def build_view_cache(
     indices = None if top_k is None else torch.empty(n, views, k, dtype=INDEX_DTYPE)
     device = getattr(teacher, "device", torch.device("cpu"))
     start = 0
-    with accel.autocast(device):
+    with accel.teacher_inference(device):
         for x, _ in iterate(data, device, batch_size):
             rows = slice(start, start + len(x))
             for v in range(views):
