@@ -89,8 +89,15 @@ class IVONTeacher(NetworkTeacher):
         """The S posterior weight sets, ``(S, *shape)`` per parameter; drawn once (S copies
         of the weights in memory)."""
         if self._stacked is None or len(next(iter(self._stacked.values()))) != self.num_samples:
-            sets = [self.sample_parameters(s) for s in range(self.num_samples)]
-            self._stacked = {name: torch.stack([w[name] for w in sets]) for name in sets[0]}
+            # filled one sample at a time: one weight set beyond the S is held while drawing
+            stacked = {
+                name: p.new_empty((self.num_samples, *p.shape))
+                for name, p in self.network.named_parameters()
+            }
+            for s in range(self.num_samples):
+                for name, weights in self.sample_parameters(s).items():
+                    stacked[name][s] = weights
+            self._stacked = stacked
         return self._stacked
 
     def weight_sets(self) -> list[dict[str, Tensor]]:
