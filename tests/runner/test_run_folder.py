@@ -228,3 +228,14 @@ def test_an_option_added_later_keeps_older_folders_resumable(teacher_dir, tmp_pa
         run_teachers(vectorised, copy, resume=True, progress=False)
     run_teachers(load_config(TINY), copy, resume=True, progress=False)
     assert json.loads(layout.identity.read_text())["finished"] is True
+
+
+def test_a_run_with_a_later_option_set_refuses_its_default_by_name(tmp_path):
+    out = tmp_path / "run"
+    run_teachers(load_config(TINY, ["runtime.samples_per_pass=4"]), out, progress=False)
+    _unfinished(out)
+    with pytest.raises(ConfigError, match=r"runtime.samples_per_pass: 4 in the folder, 1 here"):
+        run_teachers(load_config(TINY), out, resume=True, progress=False)
+    run_teachers(
+        load_config(TINY, ["runtime.samples_per_pass=4"]), out, resume=True, progress=False
+    )

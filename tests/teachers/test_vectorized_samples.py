@@ -137,3 +137,56 @@ def test_mfvi_convolutions_vectorise():
     with vectorized_samples(S):
         fast = MeanFieldTeacher(network, num_samples=S, seed=1).predict_proba(x)
     torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
+
+
+def test_default_acceleration_keeps_an_enclosing_block():
+    teacher = conv_ivon()
+    seen = []
+    original = teacher._predict
+    teacher._predict = lambda batch: seen.append(samples_per_pass()) or original(batch)
+    with vectorized_samples(3):
+        predict_in_batches(teacher, images(8))  # default Acceleration: the block holds
+        predict_in_batches(teacher, images(8), accel=Acceleration(samples_per_pass=2))
+    assert seen == [3, 2]
+
+
+def test_mfvi_restacks_when_the_number_of_samples_changes(tiny_splits):
+    network = to_mean_field(make_mlp(tiny_splits, hidden=(8,)), init_std=0.3)
+    x = tiny_splits.test.x
+    teacher = MeanFieldTeacher(network, num_samples=S, seed=2)
+    with vectorized_samples(S):
+        teacher.predict_proba(x)
+    for fewer_or_more in (3, 7):
+        teacher.num_samples = fewer_or_more
+        with vectorized_samples(S):
+            fast = teacher.predict_proba(x)
+        loop = MeanFieldTeacher(network, num_samples=fewer_or_more, seed=2).predict_proba(x)
+        torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
+
+
+def test_the_runner_asks_the_teacher_with_the_configured_option(tmp_path, monkeypatch):
+    """Every prediction of a teacher run (test/val metrics, the exact cache of its training
+    predictions) goes through runtime.samples_per_pass."""
+    from bayesdistill.config import load_config
+    from bayesdistill.runner import run_teachers
+
+    seen = []
+    original = IVONTeacher._predict
+    monkeypatch.setattr(
+        IVONTeacher,
+        "_predict",
+        lambda self, x: seen.append(samples_per_pass()) or original(self, x),
+    )
+    config = load_config(
+        {
+            "data": {"name": "synthetic", "num_samples": 240, "num_classes": 3, "dim": 4},
+            "teacher": {"model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 1}},
+            "teachers": [{"name": "ivon", "num_samples": 3}],
+            "student": {"model": {"name": "linear"}, "train": {"epochs": 1}, "losses": ["kd"]},
+            "seeds": [0],
+            "device": "cpu",
+        },
+        ["runtime.samples_per_pass=3"],
+    )
+    run_teachers(config, tmp_path / "run", progress=False)
+    assert len(seen) >= 3 and set(seen) == {3}

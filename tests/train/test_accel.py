@@ -12,7 +12,8 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.losses import onehot_ce
 from bayesdistill.models import create_model
 from bayesdistill.seeding import seeded
-from bayesdistill.train import TrainSettings, fit, sgd_step
+from bayesdistill.teachers import DeterministicTeacher
+from bayesdistill.train import TrainSettings, fit, predict_in_batches, sgd_step
 from bayesdistill.train import accel as accel_module
 from bayesdistill.train.accel import Acceleration
 
@@ -111,6 +112,17 @@ def test_bf16_autocast_runs_forward_passes_in_bfloat16(tiny_splits):
     )
     assert seen and set(seen) == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+
+
+def test_bf16_teacher_predictions_are_renormalised_rows(tiny_splits):
+    teacher = DeterministicTeacher(make_mlp(tiny_splits))
+    x = tiny_splits.train.x
+    fp32 = predict_in_batches(teacher, x)
+    bf16 = predict_in_batches(teacher, x, accel=Acceleration(precision="bf16"))
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16.sum(1), torch.ones(len(x)), rtol=0, atol=1e-6)
+    assert 0 < (bf16 - fp32).abs().max() < 2e-2  # computed in bfloat16, close to fp32
+    assert torch.equal(fp32, teacher.predict_proba(x))  # fp32: untouched
 
 
 @pytest.mark.slow

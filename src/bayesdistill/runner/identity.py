@@ -203,17 +203,27 @@ def _first_inputs(data: Any, count: int) -> torch.Tensor:
     return torch.stack([torch.as_tensor(data.dataset[i][0]) for i in range(count)])
 
 
+LATER_OPTIONS: dict[tuple[str, str], Any] = {("runtime", "samples_per_pass"): 1}
+"""Options added after runs were first recorded, each with the value that does what runs
+did before it existed: left out of a run's identity while they hold that value, so that
+folders recorded before the option resume (and a value other than that one is refused)."""
+
+
 def config_differences(saved: Any, new: Any, prefix: str = "", limit: int = 5) -> list[str]:
     """``key: <saved> in the folder, <new> here`` for the first ``limit`` differing keys.
 
     Only the keys of ``new`` (an identity's config) count: a section left out of a run's
-    identity (``runtime.executor``: where units run, not what they compute) may differ."""
+    identity (``runtime.executor``: where units run, not what they compute) may differ. A
+    `LATER_OPTIONS` key that ``new`` leaves out (it holds the old behaviour) counts with
+    that value when ``saved`` has it."""
     out: list[str] = []
 
     def walk(a: Any, b: Any, path: str) -> None:
         if len(out) >= limit:
             return
         if isinstance(a, dict) and isinstance(b, dict):
+            later = {key: old for (section, key), old in LATER_OPTIONS.items() if section == path}
+            b = {**{k: v for k, v in later.items() if k in a}, **b}
             for key in b:
                 walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):

@@ -130,7 +130,8 @@ def train_student(
     if distilled and uses_probabilities(loss):
         check_teacher_matches(teacher, splits.num_classes, "training data")
         if cache is TeacherCache.EXACT:
-            probs = cached_teacher_probs(teacher, splits.train, targets_cache)[index.to(device)]
+            probs = cached_teacher_probs(teacher, splits.train, targets_cache, accel=accel)
+            probs = probs[index.to(device)]
         elif cache is TeacherCache.VIEWS:
             views = cached_view_cache(
                 teacher,

@@ -34,6 +34,7 @@ from bayesdistill.runner.executors import (
     RayExecutor,
 )
 from bayesdistill.runner.identity import (
+    LATER_OPTIONS,
     RunIdentity,
     RunState,
     data_fingerprint,
@@ -50,12 +51,6 @@ from bayesdistill.runner.units import remember, run_unit, study_units
 def seed_dir(out: Path, seed: int) -> Path:
     """A study's seed folder (`RunLayout.seed`)."""
     return RunLayout(out).seed(seed).folder
-
-
-LATER_OPTIONS = {("runtime", "samples_per_pass"): 1}
-"""Options added after runs were first recorded, each with the value that does what runs
-did before it existed: left out of a run's identity while they hold that value, so that
-folders recorded before the option resume (and a value other than that one is refused)."""
 
 
 def config_values(config: ExperimentConfig) -> dict:

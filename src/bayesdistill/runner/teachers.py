@@ -63,15 +63,21 @@ VIEWS_FORMAT = "bayesdistill.view_cache"
 CURVE_KEY = "test_accuracy"
 
 
-def cached_teacher_probs(teacher: Teacher, data: LabelledData, cache: Path | None) -> torch.Tensor:
+def cached_teacher_probs(
+    teacher: Teacher,
+    data: LabelledData,
+    cache: Path | None,
+    *,
+    accel: Acceleration = DEFAULT_ACCELERATION,
+) -> torch.Tensor:
     """What students learn from on ``data`` (on the teacher's device): the teacher's
-    probabilities, or its out-of-fold table when it is cross-fitted on ``data``
-    (`training_targets`); read from / written to ``cache`` if given."""
+    probabilities (asked under ``accel``), or its out-of-fold table when it is cross-fitted
+    on ``data`` (`training_targets`); read from / written to ``cache`` if given."""
     if cache is not None and files_exist(cache):
         state = load_torch(cache, what="cached teacher predictions", expected_format=TARGETS_FORMAT)
         if state["probs"].shape[0] == len(data):
             return state["probs"].to(getattr(teacher, "device", "cpu"))
-    probs = training_targets(teacher, data)
+    probs = training_targets(teacher, data, accel=accel)
     if cache is not None:
         save_torch(cache, {"format": TARGETS_FORMAT, "probs": probs.cpu()})
     return probs
@@ -219,7 +225,7 @@ def build_teacher(
     val_probs = predict_in_batches(teacher, splits.val, accel=context.accel).cpu()
     # what students learn from: the teacher's predictions on the training set (cached)
     train = splits.train if student_train is None else student_train
-    train_probs = cached_teacher_probs(teacher, train, files.train_probs).cpu()
+    train_probs = cached_teacher_probs(teacher, train, files.train_probs, accel=context.accel).cpu()
     targets = target_source(teacher, train)
     if targets != "out_of_fold":
         targets = "in_sample" if student_train is None else "held_out"

@@ -48,6 +48,7 @@ from bayesdistill.teachers.base import SavableTeacher, Teacher
 from bayesdistill.teachers.context import TEACHERS, TeacherContext, kinds_tagged, learns_from_data
 from bayesdistill.teachers.files import teacher_from_payload
 from bayesdistill.teachers.tempered import TemperedTeacher
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.settings import TrainSettings
 from bayesdistill.train.targets import predict_in_batches
 
@@ -262,7 +263,11 @@ class CrossFitPlan:
         for fold, context in enumerate(self.contexts):
             teacher = builder(context, **options)
             held_out = self.held_out_index(fold)
-            oof[held_out] = predict_in_batches(teacher, train.subset(held_out)).float().cpu()
+            oof[held_out] = (
+                predict_in_batches(teacher, train.subset(held_out), accel=context.accel)
+                .float()
+                .cpu()
+            )
             members.append(teacher)
         full = builder(self.context, **options) if predictor is CrossFitPredictor.FULL else None
         seconds = time.perf_counter() - tic
@@ -472,20 +477,22 @@ def cross_fitted_part(teacher: Teacher) -> tuple[CrossFittedTeacher, float] | No
     return None
 
 
-def training_targets(teacher: Teacher, data: LabelledData) -> Tensor:
+def training_targets(
+    teacher: Teacher, data: LabelledData, *, accel: Acceleration = DEFAULT_ACCELERATION
+) -> Tensor:
     """What a student trained on ``data`` learns from, ``(N, C)``, on the teacher's device.
 
     The out-of-fold table when ``teacher`` is cross-fitted on ``data`` (also under
     `calibrate`'s temperature scaling, which is then applied to the table: p^(1/T)
     renormalised); the teacher's predictions otherwise (e.g. on data the teacher never saw,
-    or a teacher that is not cross-fitted).
+    or a teacher that is not cross-fitted), asked under ``accel`` (`predict_in_batches`).
     """
     part = cross_fitted_part(teacher)
     if part is not None and part[0].fitted_on(data):
         cross_fitted, temperature = part
         probs = cross_fitted.out_of_fold().to(cross_fitted.device)
         return probs if temperature == 1.0 else temper_probs(probs, temperature)
-    return predict_in_batches(teacher, data)
+    return predict_in_batches(teacher, data, accel=accel)
 
 
 def target_source(teacher: Teacher, data: LabelledData) -> str:

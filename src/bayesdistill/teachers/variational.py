@@ -174,7 +174,8 @@ class MeanFieldTeacher(SavableTeacher):
         `_samples` becomes views of the stack, so the weights are held once."""
         for s in range(len(self._samples), self.num_samples):
             self._draw_sample(x[:1], s)
-        if self._stacked is None:
+        if self._stacked is None or len(self._stacked[0][0]) != self.num_samples:
+            self._samples = self._samples[: self.num_samples]
             layers = range(len(self._samples[0]))
             self._stacked = [
                 (

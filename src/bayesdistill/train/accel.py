@@ -17,7 +17,8 @@ exactly the plain PyTorch loop, on the CPU and on a GPU.
   global batch (``nn.SyncBatchNorm``), so the run matches a single-process run.
 - ``samples_per_pass``: a teacher that averages over S stored weight samples (IVON,
   mean-field VI) evaluates this many of them in one vectorised forward pass
-  (``torch.func.vmap``) instead of one after another; 1 (the default) is the plain loop.
+  (``torch.func.vmap``) instead of one after another; 1 (the default) is the plain loop
+  (or what an enclosing `vectorized_samples` block says).
   The probabilities agree with the loop's to float rounding (summed in another order), not
   bit for bit; the cost is that many copies of the teacher's activations at once.
 
@@ -106,9 +107,14 @@ class Acceleration:
 
     @contextlib.contextmanager
     def teacher_inference(self, device: torch.device | str) -> Iterator[None]:
-        """How a teacher is asked: `autocast` plus `vectorized_samples` (``samples_per_pass``)."""
-        with self.autocast(device), vectorized_samples(self.samples_per_pass):
-            yield
+        """How a teacher is asked: `autocast`, and `vectorized_samples` when
+        ``samples_per_pass`` > 1 (at 1 an enclosing `vectorized_samples` block holds)."""
+        with self.autocast(device):
+            if self.samples_per_pass == 1:
+                yield
+                return
+            with vectorized_samples(self.samples_per_pass):
+                yield
 
     def grad_scaler(self, device: torch.device | str) -> torch.amp.GradScaler | None:
         """A GradScaler for fp16 on CUDA, else None."""

@@ -114,7 +114,8 @@ def predict_in_batches(
 
     ``data`` is a tensor of inputs (the result is on its device) or labelled data (the
     result is on the teacher's device). Runs under ``accel.teacher_inference`` (autocast,
-    weight samples per pass).
+    weight samples per pass); under a reduced precision the float32 rows are renormalised
+    to sum to one (bfloat16 probabilities sum to one only to a few parts in a thousand).
     """
     device = getattr(teacher, "device", None)
     if isinstance(data, Tensor):
@@ -126,4 +127,7 @@ def predict_in_batches(
     with accel.teacher_inference(run_device):
         for x in input_batches(data, run_device, batch_size):
             chunks.append(teacher.predict_proba(accel.prepare_input(x)).float())
-    return torch.cat(chunks).to(out_device)
+    probs = torch.cat(chunks)
+    if accel.autocast_dtype is not None:
+        probs = probs / probs.sum(1, keepdim=True)
+    return probs.to(out_device)
