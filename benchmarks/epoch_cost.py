@@ -35,7 +35,6 @@ epoch / one-hot epoch, costliest loss; goal: at most 1.05).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import statistics
 import time
@@ -43,11 +42,20 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import torch
-from workload import interleaved, paired_ratio, quickstart, seconds, spread
+from workload import (
+    fresh_student,
+    interleaved,
+    paired_ratio,
+    parse_timing,
+    quickstart,
+    seconds,
+    spread,
+    timing_parser,
+)
 
 from bayesdistill.config.schema import AugmentConfig
 from bayesdistill.losses import LOSSES, onehot_ce
-from bayesdistill.runner.common import STUDENT_INIT_STREAM, build_augment, init_network
+from bayesdistill.runner.common import build_augment, init_network
 from bayesdistill.teachers import IVONTeacher
 from bayesdistill.train import CachedTargets, OnlineTargets, fit, predict_in_batches
 from bayesdistill.train.views import ViewTargets, build_view_cache, cache_bytes
@@ -59,18 +67,10 @@ TEACHER_STD = 0.05
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs per timed run")
+    parser = timing_parser(__doc__.splitlines()[0], rounds=9, epochs=20, quick=(3, 5))
     parser.add_argument("--views", type=int, default=10, help="stored views per example (V)")
     parser.add_argument("--full-train", action="store_true", help="use the whole training set")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 5 epochs (smoke run)")
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.epochs = 3, 5
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing(parser)
 
     work = quickstart(full_train=args.full_train)
     config, splits, train = work.config, work.splits, work.train
@@ -95,10 +95,9 @@ def main() -> None:
     settings = replace(config.student.train, epochs=args.epochs, evals_per_epoch=1)
 
     def epoch_seconds(loss_fn: Callable, targets: object, aug: object = None) -> float:
-        model = init_network(config.student.model, splits, 0, STUDENT_INIT_STREAM, cpu)
         run = functools.partial(
             fit,
-            model,
+            fresh_student(work),
             train,
             loss_fn=loss_fn,
             settings=settings,

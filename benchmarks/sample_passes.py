@@ -22,19 +22,26 @@ the IVON teacher on every batch, at samples_per_pass 10 ÷ at 1 (below 1 is fast
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
 import torch
-from workload import interleaved, paired_ratio, quickstart, seconds
+from workload import (
+    fresh_student,
+    interleaved,
+    paired_ratio,
+    parse_timing,
+    quickstart,
+    seconds,
+    timing_parser,
+)
 
 from bayesdistill.config.schema import AugmentConfig
 from bayesdistill.losses import LOSSES, onehot_ce
 from bayesdistill.models import create_model
-from bayesdistill.runner.common import STUDENT_INIT_STREAM, build_augment, init_network
+from bayesdistill.runner.common import build_augment, init_network
 from bayesdistill.seeding import generator, seeded
 from bayesdistill.teachers import IVONTeacher, MeanFieldTeacher, to_mean_field
 from bayesdistill.train import Acceleration, OnlineTargets, fit, predict_in_batches
@@ -55,16 +62,7 @@ def mfvi(network: torch.nn.Module) -> MeanFieldTeacher:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per timed student run")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--quick", action="store_true", help="2 rounds, 2 epochs (smoke run)")
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.epochs = 2, 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing(timing_parser(__doc__.splitlines()[0], rounds=7, epochs=5, quick=(2, 2)))
 
     work = quickstart()
     config, splits, train = work.config, work.splits, work.train
@@ -104,10 +102,9 @@ def main() -> None:
     online = OnlineTargets(teachers["mnist1d ivon"][0])
 
     def student_epoch(loss_fn: Callable, targets: object, per_pass: int) -> float:
-        model = init_network(config.student.model, splits, 0, STUDENT_INIT_STREAM, cpu)
         run = functools.partial(
             fit,
-            model,
+            fresh_student(work),
             train,
             loss_fn=loss_fn,
             settings=settings,

@@ -28,44 +28,42 @@ at most 1.5 on the CPU).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import statistics
 import tempfile
 from dataclasses import replace
 
 import torch
-from workload import interleaved, paired_ratio, quickstart, seconds, spread
+from workload import (
+    fresh_student,
+    interleaved,
+    paired_ratio,
+    parse_timing,
+    quickstart,
+    seconds,
+    spread,
+    timing_parser,
+)
 
 from bayesdistill.data import ondisk_data, save_arrays
 from bayesdistill.data.stream import LoaderOptions
 from bayesdistill.losses import onehot_ce
-from bayesdistill.runner.common import STUDENT_INIT_STREAM, init_network
 from bayesdistill.train import fit
 
 WORKER_COUNTS = (0, 2)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs per timed run")
+    parser = timing_parser(__doc__.splitlines()[0], rounds=9, epochs=20, quick=(3, 5))
     parser.add_argument("--full-train", action="store_true", help="use the whole training set")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 5 epochs (smoke run)")
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.epochs = 3, 5
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing(parser)
 
     work = quickstart(full_train=args.full_train)
-    config, splits, train = work.config, work.splits, work.train
+    config, train = work.config, work.train
     settings = replace(config.student.train, epochs=args.epochs, evals_per_epoch=1)
-    cpu = torch.device("cpu")
 
     def train_run(data: object) -> torch.nn.Module:
-        model = init_network(config.student.model, splits, 0, STUDENT_INIT_STREAM, cpu)
+        model = fresh_student(work)
         fit(model, data, loss_fn=onehot_ce, settings=settings, seed=0, progress=False)
         return model
 

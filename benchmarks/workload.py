@@ -9,6 +9,7 @@ ratio were taken within seconds of each other.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +20,8 @@ import torch
 
 from bayesdistill.config import ExperimentConfig, load_config
 from bayesdistill.data import ArrayData, DataSplits
-from bayesdistill.runner.common import load_data
+from bayesdistill.models import Classifier
+from bayesdistill.runner.common import STUDENT_INIT_STREAM, init_network, load_data
 from bayesdistill.runner.students import student_indices
 
 
@@ -45,6 +47,43 @@ def quickstart(full_train: bool = False) -> Workload:
         else student_indices(config.student, splits, seed=0)
     )
     return Workload(config, splits, splits.train.subset(index))
+
+
+def fresh_student(work: Workload) -> Classifier:
+    """The quickstart student as every run of seed 0 initialises it (on the CPU)."""
+    return init_network(
+        work.config.student.model, work.splits, 0, STUDENT_INIT_STREAM, torch.device("cpu")
+    )
+
+
+def timing_parser(
+    description: str, *, rounds: int, epochs: int, quick: tuple[int, int]
+) -> argparse.ArgumentParser:
+    """A parser with the options every timing benchmark has: ``--rounds``, ``--epochs``,
+    ``--threads`` and ``--quick`` (``quick``: its rounds and epochs); read it with
+    `parse_timing`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=rounds, help="interleaved timing rounds")
+    parser.add_argument("--epochs", type=int, default=epochs, help="epochs per timed run")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{quick[0]} rounds of {quick[1]} epochs (smoke run)",
+    )
+    parser.set_defaults(quick_rounds_epochs=quick)
+    return parser
+
+
+def parse_timing(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line; ``--quick`` sets the rounds and epochs, ``--threads`` the
+    torch threads."""
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.epochs = args.quick_rounds_epochs
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def seconds(run: Callable[[], object]) -> float:

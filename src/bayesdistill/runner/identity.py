@@ -209,6 +209,16 @@ did before it existed: left out of a run's identity while they hold that value, 
 folders recorded before the option resume (and a value other than that one is refused)."""
 
 
+def without_later_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a config as plain values) without the `LATER_OPTIONS` that hold their old
+    behaviour, in place; returned for convenience."""
+    for (section, key), old in LATER_OPTIONS.items():
+        part = values.get(section, {})
+        if part.get(key, old) == old:
+            part.pop(key, None)
+    return values
+
+
 def config_differences(saved: Any, new: Any, prefix: str = "", limit: int = 5) -> list[str]:
     """``key: <saved> in the folder, <new> here`` for the first ``limit`` differing keys.
 

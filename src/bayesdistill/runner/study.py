@@ -34,7 +34,6 @@ from bayesdistill.runner.executors import (
     RayExecutor,
 )
 from bayesdistill.runner.identity import (
-    LATER_OPTIONS,
     RunIdentity,
     RunState,
     data_fingerprint,
@@ -42,6 +41,7 @@ from bayesdistill.runner.identity import (
     finish_run,
     inspect_output,
     open_run,
+    without_later_defaults,
 )
 from bayesdistill.runner.layout import RunKind, RunLayout
 from bayesdistill.runner.students import check_student_losses
@@ -56,14 +56,12 @@ def seed_dir(out: Path, seed: int) -> Path:
 def config_values(config: ExperimentConfig) -> dict:
     """The resolved config as the plain values its config.yaml holds, without the
     executor and the log options (they change where units run and what is recorded
-    besides, not what they compute), and without `LATER_OPTIONS` at their old behaviour."""
+    besides, not what they compute), and without options added later that hold their old
+    behaviour (`without_later_defaults`)."""
     values = yaml.safe_load(dump_config(config))
     values.get("runtime", {}).pop("executor", None)
     values.pop("log", None)
-    for (section, key), old in LATER_OPTIONS.items():
-        if values.get(section, {}).get(key, old) == old:
-            values.get(section, {}).pop(key, None)
-    return values
+    return without_later_defaults(values)
 
 
 def make_executor(config: ExecutorConfig, device: torch.device) -> Executor:

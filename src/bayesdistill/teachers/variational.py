@@ -111,9 +111,10 @@ class MeanFieldTeacher(SavableTeacher):
         """The estimator the posterior was trained with (prediction shares weight samples)."""
         self._samples: list[list[tuple[Tensor, Tensor | None]]] = []
         """The S weight samples (per mean-field layer), drawn once (S copies of the weights)."""
-        self._stacked: list[tuple[Tensor, Tensor | None]] | None = None
-        """The same samples stacked per layer, ``(S, *shape)``, once a vectorised pass asked
-        for them (`_samples` then holds views of these)."""
+        self._stacked: dict[str, Tensor] | None = None
+        """The same samples stacked, ``(S, *shape)``, as ``{"<layer>.w": weights, "<layer>.b":
+        biases}`` (layers without bias have no entry), once a vectorised pass asked for them
+        (`_samples` then holds views of these)."""
 
     @property
     def device(self) -> torch.device:
@@ -135,20 +136,13 @@ class MeanFieldTeacher(SavableTeacher):
         per_pass = samples_per_pass()
         if per_pass > 1:
             stacked = self._stacked_samples(x)
-            # vmap maps over tensors only: layer i's weight and bias (if any) by name
-            tensors = {
-                f"{i}.{part}": t
-                for i, pair in enumerate(stacked)
-                for part, t in zip("wb", pair, strict=True)
-                if t is not None
-            }
+            num_layers = len(self._samples[0])
 
             def sample_probs(weights: dict[str, Tensor]) -> Tensor:
-                layers = [(weights[f"{i}.w"], weights.get(f"{i}.b")) for i in range(len(stacked))]
-                with fixed_weights(self.network, layers):
+                with fixed_weights(self.network, _layer_pairs(weights, num_layers)):
                     return torch.softmax(self.network(x), dim=1)
 
-            return vectorized_mean(sample_probs, tensors, self.num_samples, per_pass)
+            return vectorized_mean(sample_probs, stacked, self.num_samples, per_pass)
         total = torch.zeros(len(x), self.num_classes, device=x.device)
         for s in range(self.num_samples):
             if s < len(self._samples):
@@ -169,25 +163,23 @@ class MeanFieldTeacher(SavableTeacher):
         self._samples.append(drawn)
         return logits
 
-    def _stacked_samples(self, x: Tensor) -> list[tuple[Tensor, Tensor | None]]:
-        """All S samples stacked per layer (the missing ones drawn with a one-example pass);
+    def _stacked_samples(self, x: Tensor) -> dict[str, Tensor]:
+        """All S samples stacked (`_stacked`; the missing ones drawn with a one-example pass);
         `_samples` becomes views of the stack, so the weights are held once."""
         for s in range(len(self._samples), self.num_samples):
             self._draw_sample(x[:1], s)
-        if self._stacked is None or len(self._stacked[0][0]) != self.num_samples:
-            self._samples = self._samples[: self.num_samples]
-            layers = range(len(self._samples[0]))
-            self._stacked = [
-                (
-                    torch.stack([sample[i][0] for sample in self._samples]),
-                    None
-                    if self._samples[0][i][1] is None
-                    else torch.stack([sample[i][1] for sample in self._samples]),  # type: ignore[misc]
-                )
-                for i in layers
-            ]
+        if self._stacked is None or len(self._stacked["0.w"]) != self.num_samples:
+            samples = self._samples[: self.num_samples]
+            # vmap maps over tensors only: layer i's weight and bias (if any) by name
+            self._stacked = {
+                f"{i}.{part}": torch.stack([sample[i][j] for sample in samples])  # type: ignore[misc]
+                for i, pair in enumerate(samples[0])
+                for j, part in enumerate("wb")
+                if pair[j] is not None
+            }
+            pairs = _layer_pairs(self._stacked, len(samples[0]))
             self._samples = [
-                [(w[s], None if b is None else b[s]) for w, b in self._stacked]
+                [(w[s], None if b is None else b[s]) for w, b in pairs]
                 for s in range(self.num_samples)
             ]
         return self._stacked
@@ -222,6 +214,11 @@ class MeanFieldTeacher(SavableTeacher):
             "posterior_std_mean": float(stds.mean()),
             "kl": float(network_kl(self.network).detach()),
         }
+
+
+def _layer_pairs(weights: dict[str, Tensor], num_layers: int) -> list[tuple[Tensor, Tensor | None]]:
+    """``[(weight, bias or None)]`` per mean-field layer from ``{"<layer>.w", "<layer>.b"}``."""
+    return [(weights[f"{i}.w"], weights.get(f"{i}.b")) for i in range(num_layers)]
 
 
 class _ELBOModel(nn.Module):

@@ -105,16 +105,17 @@ class Acceleration:
         with torch.autocast(torch.device(device).type, dtype=dtype):
             yield
 
-    @contextlib.contextmanager
-    def teacher_inference(self, device: torch.device | str) -> Iterator[None]:
+    def teacher_inference(self, device: torch.device | str) -> contextlib.AbstractContextManager:
         """How a teacher is asked: `autocast`, and `vectorized_samples` when
         ``samples_per_pass`` > 1 (at 1 an enclosing `vectorized_samples` block holds)."""
-        with self.autocast(device):
-            if self.samples_per_pass == 1:
-                yield
-                return
-            with vectorized_samples(self.samples_per_pass):
-                yield
+        if self.samples_per_pass == 1:  # the default: no second context in the training step
+            return self.autocast(device)
+        return self._vectorized_autocast(device)
+
+    @contextlib.contextmanager
+    def _vectorized_autocast(self, device: torch.device | str) -> Iterator[None]:
+        with self.autocast(device), vectorized_samples(self.samples_per_pass):
+            yield
 
     def grad_scaler(self, device: torch.device | str) -> torch.amp.GradScaler | None:
         """A GradScaler for fp16 on CUDA, else None."""
