@@ -77,11 +77,13 @@ class IVONTeacher(NetworkTeacher):
 
     def sample_parameters(self, sample: int) -> dict[str, Tensor]:
         """Weights of posterior sample ``sample`` (the same every call)."""
-        gen = generator(self.seed, sample, device=self.device)
+        # drawn on the CPU whatever the teacher's device, so the teacher gives the same
+        # probabilities on every device (a CUDA generator draws another stream)
+        gen = generator(self.seed, sample)
         return {
             name: p.detach()
             + self.posterior_std[name]
-            * torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype)
+            * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
             for name, p in self.network.named_parameters()
         }
 

@@ -91,7 +91,7 @@ class MCDropoutTeacher(NetworkTeacher):
         self.network.eval()
         total = torch.zeros(len(x), self.num_classes, device=x.device)
         for s in range(self.num_samples):
-            with self._masks(generator(self.seed, s, device=x.device)):
+            with self._masks(generator(self.seed, s)):
                 total += torch.softmax(self.network(x), dim=1)
         return total / self.num_samples
 
@@ -107,7 +107,9 @@ class MCDropoutTeacher(NetworkTeacher):
             shape = list(h.shape[1:])
             if isinstance(module, CHANNEL_DROPOUT):
                 shape = [shape[0]] + [1] * (len(shape) - 1)
-            mask = torch.rand(shape, generator=gen, device=h.device) < keep
+            # drawn on the CPU (the generator's device), so the masks, and the teacher's
+            # probabilities, are the same on every device
+            mask = (torch.rand(shape, generator=gen) < keep).to(h.device)
             return h * mask.to(h.dtype) / keep
 
         handles = [layer.register_forward_hook(hook) for layer in self.layers.values()]

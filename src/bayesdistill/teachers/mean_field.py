@@ -125,13 +125,20 @@ class MeanFieldLayer(nn.Module):
         return self._conv(x, weight, bias, **self._conv_options)
 
     def _noise(self, like: Tensor) -> Tensor:
-        return torch.randn(
-            like.shape, generator=self.generator, device=like.device, dtype=like.dtype
+        """Standard normal noise shaped like ``like``, on its device. With a generator the
+        draw is made on the generator's device (a teacher's stored weight samples come from
+        a CPU generator, so they are the same on every device) and moved."""
+        if self.generator is None:
+            return torch.randn(like.shape, device=like.device, dtype=like.dtype)
+        noise = torch.randn(
+            like.shape, generator=self.generator, device=self.generator.device, dtype=like.dtype
         )
+        return noise.to(like.device)
 
     def _signs(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        bits = torch.randint(0, 2, shape, generator=self.generator, device=like.device)
-        return bits.to(like.dtype) * 2 - 1
+        device = like.device if self.generator is None else self.generator.device
+        bits = torch.randint(0, 2, shape, generator=self.generator, device=device)
+        return (bits.to(like.dtype) * 2 - 1).to(like.device)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fixed is not None:

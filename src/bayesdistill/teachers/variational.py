@@ -156,7 +156,7 @@ class MeanFieldTeacher(SavableTeacher):
         """Draw weight sample ``sample`` (from generator (seed, sample)) in a forward pass on
         ``x``, keep it, and return the logits. The weights drawn do not depend on ``x``."""
         with (
-            sampling(self.network, generator(self.seed, sample, device=x.device)),
+            sampling(self.network, generator(self.seed, sample)),  # CPU draws: see _noise
             recording(self.network) as drawn,
         ):
             logits = self.network(x)
