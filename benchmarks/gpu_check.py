@@ -117,7 +117,7 @@ def command(name: str, args: argparse.Namespace, out: Path, work: Path) -> list[
     device = ["--device", args.device]
     if name == "pytest":
         cmd = [*python, "-m", "pytest", *(QUICK_PYTEST if args.quick else ["tests/gpu"])]
-        cmd += ["-q", "-rfEs", "--durations=15", "-p", "no:cacheprovider"]
+        cmd += ["-v", "-rfEs", "--durations=15", "-p", "no:cacheprovider"]
         cmd += ["--junitxml", str(out / "pytest_gpu.xml")]
         if importlib.util.find_spec("xdist") is not None and not args.quick:
             cmd += ["-n", "4"]
@@ -148,7 +148,7 @@ def run_step(name: str, cmd: list[str], limit: float, args: argparse.Namespace) 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
     if name == "pytest" and args.device != "cuda":
-        env["BAYESDISTILL_GPU_TESTS_DEVICE"] = args.device
+        env.setdefault("BAYESDISTILL_GPU_TESTS_DEVICE", args.device)
     print(f"==> step {name} (limit {limit:.0f} s): {' '.join(cmd)}", flush=True)
     tic = time.perf_counter()
     tail: deque[str] = deque(maxlen=TAIL_LINES)

@@ -1,0 +1,65 @@
+"""benchmarks/gpu_check.py, the prepared GPU check, in its ``--device cpu --quick`` form: every
+step runs, its JSON is rewritten after each step, a failing step makes the exit status
+non-zero, and the ratio lines a GPU session reads are printed at the end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
+
+
+def _check(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    out = tmp_path / "out"
+    command = [sys.executable, str(SCRIPT), "--out", str(out), "--device", "cpu", "--quick"]
+    done = subprocess.run(
+        [*command, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=1500
+    )
+    return done, json.loads((out / "gpu_check.json").read_text())
+
+
+@pytest.mark.slow
+def test_every_step_passes_on_the_cpu(tmp_path):
+    done, record = _check(tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:]
+    steps = {s["step"]: s for s in record["steps"]}
+    assert list(steps) == ["pytest", "paper_study", "throughput", "student_step"]
+    assert all(s["status"] == "passed" for s in steps.values())
+    assert (tmp_path / "out" / "paper_results.md").is_file()
+    assert {"ratio_vi_views_bf16", "fit_over_plain_fp32"} <= set(
+        steps["throughput"]["numbers"]
+    ) | set(steps["student_step"]["numbers"])
+    last = done.stdout.strip().splitlines()[-4:]
+    assert any(line.startswith("fit_over_plain_fp32 ") for line in last)
+
+
+def test_a_failing_step_fails_the_check_and_its_record_is_kept(tmp_path):
+    """A step that cannot run (here: a bad device for pytest's dry run) is recorded as
+    failed, the next step still runs, and the exit status is 1."""
+    out = tmp_path / "out"
+    command = [sys.executable, str(SCRIPT), "--out", str(out), "--device", "cpu", "--quick"]
+    command += ["--steps", "pytest"]
+    env = {"BAYESDISTILL_GPU_TESTS_DEVICE": "no-such-device", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env
+    )
+    record = json.loads((out / "gpu_check.json").read_text())
+    assert done.returncode == 1
+    assert [s["status"] for s in record["steps"]] == ["failed"]
+    assert "==> step pytest: FAILED" in done.stdout
+
+
+def test_an_unknown_step_is_refused(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--steps", "pytest,warp"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "unknown step(s) ['warp']" in done.stderr
