@@ -88,8 +88,10 @@ class RandomShift(_Parametric):
         self.max_shift = max_shift
 
     def sample(self, n: int, generator: torch.Generator, input_shape: tuple[int, ...]) -> Tensor:
-        shift = torch.randint(-self.max_shift, self.max_shift + 1, (n,), generator=generator)
-        return shift[:, None]
+        shift = torch.randint(
+            -self.max_shift, self.max_shift + 1, (n,), generator=generator, device=generator.device
+        )
+        return shift.cpu()[:, None]
 
     def apply(self, x: Tensor, params: Tensor) -> Tensor:
         length = x.shape[-1]
@@ -111,7 +113,7 @@ class GaussianNoise:
         self.std = std
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device)
         return x + self.std * noise.to(x.device)
 
 
@@ -269,7 +271,7 @@ class Compose:
         for step in self._parametric():
             parts.append(step.sample(n, generator, shape))
             shape = _output_shape(step, shape)
-        return torch.cat(parts, 1) if parts else torch.zeros(n, 0, dtype=torch.long)
+        return torch.cat(parts, 1) if parts else torch.zeros(n, 0, dtype=torch.long, device="cpu")
 
     def apply(self, x: Tensor, params: Tensor) -> Tensor:
         start = 0

@@ -19,7 +19,9 @@ from bayesdistill.errors import ConfigError, DataError
 
 
 def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+    """A CPU generator seeded with ``seed``: splits and subsets are drawn on the CPU (with
+    ``device="cpu"``, whatever torch's default device), the same on every machine."""
+    return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[Tensor]:
@@ -32,7 +34,7 @@ def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[Tenso
         raise ConfigError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     sizes = [math.floor(f * n) for f in fractions]
     sizes[0] += n - sum(sizes)
-    perm = torch.randperm(n, generator=_generator(seed))
+    perm = torch.randperm(n, generator=_generator(seed), device="cpu")
     parts, start = [], 0
     for size in sizes:
         parts.append(perm[start : start + size].sort().values)
@@ -141,7 +143,7 @@ def per_class_subset(
             raise ConfigError(
                 f"class {c} has {n_c} training examples, fewer than the {k} requested per class"
             )
-        chosen.append(members[torch.randperm(n_c, generator=gen)[:k]])
+        chosen.append(members[torch.randperm(n_c, generator=gen, device="cpu")[:k]])
     return torch.cat(chosen).sort().values
 
 

@@ -45,10 +45,13 @@ class GaussianMixture:
         variance: float,
         generator: torch.Generator,
     ) -> GaussianMixture:
-        """Means whose coordinates are drawn uniformly from ``mean_values``."""
-        values = torch.as_tensor(list(mean_values), dtype=torch.float64)
-        choice = torch.randint(len(values), (num_classes, dim), generator=generator)
-        return cls(values[choice], float(variance), torch.full((num_classes,), 1.0 / num_classes))
+        """Means whose coordinates are drawn uniformly from ``mean_values`` (on the
+        generator's device)."""
+        device = generator.device
+        values = torch.as_tensor(list(mean_values), dtype=torch.float64, device=device)
+        choice = torch.randint(len(values), (num_classes, dim), generator=generator, device=device)
+        priors = torch.full((num_classes,), 1.0 / num_classes, device=device)
+        return cls(values[choice], float(variance), priors)
 
     @property
     def num_classes(self) -> int:
@@ -61,7 +64,9 @@ class GaussianMixture:
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Draw ``n`` pairs: inputs ``(n, d)`` float64 and labels ``(n,)`` int64."""
         y = torch.multinomial(self.priors, n, replacement=True, generator=generator)
-        noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        noise = torch.randn(
+            n, self.dim, generator=generator, dtype=torch.float64, device=generator.device
+        )
         return self.means[y] + noise * self.variance**0.5, y
 
     def logits(self, x: Tensor) -> Tensor:
@@ -116,7 +121,7 @@ def gaussian_mixture(
         raise ConfigError(f"variance must be positive, got {variance}")
     if not mean_values:
         raise ConfigError("mean_values must not be empty")
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     mixture = GaussianMixture.random(num_classes, dim, mean_values, variance, gen)
     x, y = mixture.sample(num_samples, gen)
     return RawDataset(

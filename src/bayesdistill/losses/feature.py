@@ -105,8 +105,9 @@ def w2_empirical(
     if solver == "emd2":
         import ot  # POT is imported on first use: it adds ~0.6 s to every start-up
 
-        weights = torch.full((cost.shape[0],), 1.0 / cost.shape[0], dtype=cost.dtype)
-        weights = weights.to(cost.device)
+        weights = torch.full(
+            (cost.shape[0],), 1.0 / cost.shape[0], dtype=cost.dtype, device=cost.device
+        )
         return ot.emd2(weights, weights, cost, numItermax=EMD_MAX_ITERATIONS)
     plan = _plan_to(_exact_plan(_to_numpy(cost)), cost)
     return (plan * cost).sum()

@@ -64,14 +64,19 @@ def calibration_bins(
     correct = (predicted == labels).double()
     # bin b holds confidences in (upper_{b-1}, upper_b]; the edges are computed in the
     # probabilities' own dtype so that, e.g., a float32 0.4 falls in (1/3, 0.4].
-    uppers = torch.linspace(0.0, 1.0, num_bins + 1, dtype=confidence.dtype)[1:]
+    device = confidence.device
+    uppers = torch.linspace(0.0, 1.0, num_bins + 1, dtype=confidence.dtype, device=device)[1:]
     index = torch.bucketize(confidence, uppers, right=False).clamp_max(num_bins - 1)
     confidence = confidence.double()
-    count = torch.zeros(num_bins, dtype=torch.float64).index_add_(
+    count = torch.zeros(num_bins, dtype=torch.float64, device=device).index_add_(
         0, index, torch.ones_like(correct)
     )
-    conf_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, index, confidence)
-    acc_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, index, correct)
+    conf_sum = torch.zeros(num_bins, dtype=torch.float64, device=device).index_add_(
+        0, index, confidence
+    )
+    acc_sum = torch.zeros(num_bins, dtype=torch.float64, device=device).index_add_(
+        0, index, correct
+    )
     safe = count.clamp_min(1)
     return count, conf_sum / safe, acc_sum / safe
 

@@ -77,7 +77,7 @@ def check_student_losses(config: StudentConfig, num_classes: int) -> None:
 def student_indices(config: StudentConfig, splits: DataSplits, seed: int) -> torch.Tensor:
     """Positions in the training set the student trains on (all, or a per-class subset)."""
     if config.subset is None:
-        return torch.arange(len(splits.train))
+        return torch.arange(len(splits.train), device="cpu")
     return per_class_subset(
         splits.train.y.cpu(),
         count=config.subset.per_class,
@@ -131,7 +131,9 @@ def train_student(
         check_teacher_matches(teacher, splits.num_classes, "training data")
         if cache is TeacherCache.EXACT:
             probs = cached_teacher_probs(teacher, splits.train, targets_cache, accel=accel)
-            probs = probs[index.to(device)]
+            # the table is on the teacher's device (the CPU for a teacher without a
+            # network): pick the student's rows there, then move them to the student once
+            probs = probs[index.to(probs.device)].to(device)
         elif cache is TeacherCache.VIEWS:
             views = cached_view_cache(
                 teacher,

@@ -341,7 +341,7 @@ def held_out_splits(config: ExperimentConfig, splits: DataSplits, seed: int) -> 
     """The splits whose training set leaves out the student's examples of this seed."""
     from bayesdistill.runner.students import student_indices  # students import this module
 
-    keep = torch.ones(len(splits.train), dtype=torch.bool)
+    keep = torch.ones(len(splits.train), dtype=torch.bool, device="cpu")
     keep[student_indices(config.student, splits, seed)] = False
     log.info(
         "seed %d: teachers train without the student's %d examples (held-out distillation)",

@@ -110,12 +110,12 @@ def stratified_folds(labels: Tensor, folds: int, seed: int | torch.Generator) ->
     labels = labels.detach().cpu().long().reshape(-1)
     k = check_folds(folds, len(labels))
     gen = seed if isinstance(seed, torch.Generator) else generator(seed, CROSS_FIT_STREAM)
-    fold_of = torch.empty(len(labels), dtype=torch.long)
+    fold_of = torch.empty(len(labels), dtype=torch.long, device="cpu")
     start = 0
     for c in torch.unique(labels).tolist():
         members = torch.nonzero(labels == c).flatten()
-        members = members[torch.randperm(len(members), generator=gen)]
-        fold_of[members] = (start + torch.arange(len(members))) % k
+        members = members[torch.randperm(len(members), generator=gen, device=gen.device).cpu()]
+        fold_of[members] = (start + torch.arange(len(members), device="cpu")) % k
         start = (start + len(members)) % k
     return fold_of
 

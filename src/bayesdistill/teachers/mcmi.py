@@ -104,8 +104,11 @@ class _CentroidModel(nn.Module):
         self.data = data
         self.steps_per_epoch = steps_per_epoch
         c = network.num_classes
-        self.register_buffer("centroids", torch.full((c, c), 1.0 / c))
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        # beside the network: `fit` trains where the parameters are and never moves the
+        # model; the loss indexes the centroids with the batch's labels (on that device)
+        device = next(network.parameters()).device
+        self.register_buffer("centroids", torch.full((c, c), 1.0 / c, device=device))
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long, device=device))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training:

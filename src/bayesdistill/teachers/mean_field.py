@@ -93,7 +93,9 @@ class MeanFieldLayer(nn.Module):
         else:
             self.register_parameter("bias_mean", None)
             self.register_parameter("bias_rho", None)
-        self.register_buffer("prior_std", torch.tensor(float(prior_std), dtype=weight.dtype))
+        self.register_buffer(
+            "prior_std", torch.tensor(float(prior_std), dtype=weight.dtype, device=weight.device)
+        )
         if isinstance(layer, nn.Linear):
             self.in_features, self.out_features = layer.in_features, layer.out_features
             self._conv: Callable[..., Tensor] | None = None

@@ -231,7 +231,10 @@ class _ELBOModel(nn.Module):
     def __init__(self, network: Classifier) -> None:
         super().__init__()
         self.network = network
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        # beside the network: `fit` trains where the parameters are and never moves the
+        # model, and DDP on NCCL cannot broadcast a CPU buffer
+        device = next(network.parameters()).device
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long, device=device))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training:

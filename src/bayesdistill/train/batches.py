@@ -98,10 +98,14 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> Tensor:
-    """The order of examples in epoch ``epoch``: a permutation seeded by (seed, epoch)."""
+    """The order of examples in epoch ``epoch``: a permutation seeded by (seed, epoch).
+
+    Drawn on the CPU whatever the training device (or torch's default device), so a run
+    visits its examples in the same order on every device; batch sources move positions.
+    """
     if not shuffle:
-        return torch.arange(n)
-    return torch.randperm(n, generator=generator(seed, epoch))
+        return torch.arange(n, device="cpu")
+    return torch.randperm(n, generator=generator(seed, epoch), device="cpu")
 
 
 class _Batching:
@@ -227,7 +231,7 @@ class LoaderBatches:
         # its own generator: iterating a DataLoader draws its workers' base seed from it,
         # which would otherwise come from (and move) the global generator, so dropout masks
         # would differ from the in-memory path; reseeded per epoch for exact resume
-        self.generator = torch.Generator()
+        self.generator = torch.Generator(device="cpu")  # a DataLoader takes a CPU one only
         self.loader = DataLoader(
             data.dataset,
             batch_sampler=self.sampler,
@@ -323,7 +327,7 @@ def iterate(
         raise TypeError(f"expected ArrayData or StreamData, got {type(data).__name__}")
     loader = DataLoader(data.dataset, batch_size=batch_size, **data.loader.keywords(device))
     for start, (x, y) in zip(range(0, len(data), batch_size), loader, strict=False):
-        index = torch.arange(start, start + len(y))
+        index = torch.arange(start, start + len(y), device="cpu")  # moved with the batch
         batch = _to_device_batch(data, x, y, index, 1.0, device)
         yield batch.x, batch.y
 

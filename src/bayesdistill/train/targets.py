@@ -83,23 +83,52 @@ class ViewSource(Protocol):
 
 
 class CachedTargets:
-    """Precomputed teacher probabilities ``(N, C)``, looked up by dataset index."""
+    """Precomputed teacher probabilities ``(N, C)``, looked up by dataset index.
+
+    Rows come back on the device of the batch positions ``index`` (the training device):
+    a table held elsewhere (a teacher without a network predicts on the CPU) moves there
+    on the first look-up, once, not a batch of rows per step.
+    """
 
     def __init__(self, probs: Tensor) -> None:
         self.probs = probs
 
     def __call__(self, x: Tensor, index: Tensor) -> Tensor:
+        if self.probs.device != index.device:
+            self.probs = self.probs.to(index.device)
         return self.probs[index]
 
 
 class OnlineTargets:
-    """Ask the teacher on every batch (needed when inputs are augmented)."""
+    """Ask the teacher on every batch (needed when inputs are augmented).
+
+    The probabilities ``(B, C)`` come back on the batch's device, whatever the teacher's
+    own (a teacher without a network answers on the CPU). Under autocast they are
+    renormalised in float32, as `predict_in_batches` does: a teacher asked in bfloat16 or
+    float16 answers with rows that sum to one only to a few parts in a thousand.
+    """
 
     def __init__(self, teacher: Teacher) -> None:
         self.teacher = teacher
 
     def __call__(self, x: Tensor, index: Tensor) -> Tensor:
-        return self.teacher.predict_proba(x)
+        probs = self.teacher.predict_proba(x).to(x.device)
+        if _autocast_active(x.device, getattr(self.teacher, "device", None)):
+            probs = renormalised(probs)
+        return probs
+
+
+def renormalised(probs: Tensor) -> Tensor:
+    """``probs`` ``(B, C)`` in float32, each row divided by its sum (after reduced-precision
+    inference)."""
+    probs = probs.float()
+    return probs / probs.sum(1, keepdim=True)
+
+
+def _autocast_active(*devices: torch.device | None) -> bool:
+    """Whether autocast is on for the type of any of ``devices`` (None: skipped)."""
+    types = {d.type for d in devices if d is not None}
+    return any(torch.amp.is_autocast_available(t) and torch.is_autocast_enabled(t) for t in types)
 
 
 @torch.no_grad()
@@ -129,5 +158,5 @@ def predict_in_batches(
             chunks.append(teacher.predict_proba(accel.prepare_input(x)).float())
     probs = torch.cat(chunks)
     if accel.autocast_dtype is not None:
-        probs = probs / probs.sum(1, keepdim=True)
+        probs = renormalised(probs)
     return probs.to(out_device)

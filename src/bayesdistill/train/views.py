@@ -186,8 +186,8 @@ def build_view_cache(
         1,
     )  # (N, V, P)
     k = num_classes if top_k is None else top_k
-    values = torch.empty(n, views, k, dtype=PROB_DTYPE)
-    indices = None if top_k is None else torch.empty(n, views, k, dtype=INDEX_DTYPE)
+    values = torch.empty(n, views, k, dtype=PROB_DTYPE, device="cpu")
+    indices = None if top_k is None else torch.empty(n, views, k, dtype=INDEX_DTYPE, device="cpu")
     device = getattr(teacher, "device", torch.device("cpu"))
     start = 0
     with accel.teacher_inference(device):
@@ -217,7 +217,11 @@ class ViewTargets:
         self.augment = augment
 
     def draw(self, x: Tensor, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        view = torch.randint(self.cache.views, (len(index),), generator=generator)
+        # drawn on the generator's device (the loop's is on the CPU, so a student picks the
+        # same views on every device), then moved to the cache
+        view = torch.randint(
+            self.cache.views, (len(index),), generator=generator, device=generator.device
+        )
         view = view.to(self.cache.params.device)
         index = index.to(self.cache.params.device)
         params = self.cache.params[index, view].long()
