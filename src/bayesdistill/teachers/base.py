@@ -40,8 +40,9 @@ class SavableTeacher:
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor) -> Tensor:
-        """Class probabilities ``(B, C)``; rows sum to one."""
-        return self._predict(x.to(self.device))
+        """Class probabilities ``(B, C)`` on ``x``'s device; rows sum to one. The teacher
+        computes on its own device (`device`; the CPU for teachers without a network)."""
+        return self._predict(x.to(self.device)).to(x.device)
 
     def _predict(self, x: Tensor) -> Tensor:
         raise NotImplementedError
