@@ -14,7 +14,10 @@ internals; every other configuration uses laplace-torch's public predictive.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import copy
+import functools
+import importlib.metadata
+from collections.abc import Iterator, MutableMapping
 from enum import Enum
 from typing import Any, Literal
 
@@ -39,6 +42,11 @@ FIT_BATCH_SIZE = 256
 KRON_LAYERS = (nn.Linear, nn.Conv2d)
 """Layers whose weights laplace-torch's default backend (curvlinops K-FAC) can
 Kronecker-factor; parameters anywhere else make ``all``/``kron`` fail."""
+
+LAYER_ERROR_WORDS = ("un-supported", "unsupported", "not supported")
+"""How laplace-torch and curvlinops word an error about a layer they cannot handle (with
+`NotImplementedError` for a structure they do not implement): only such an error can be
+avoided by asking less of the network's layers."""
 
 
 class SubsetOfWeights(str, Enum):
@@ -229,7 +237,9 @@ def fit_laplace(
     """Fit a laplace-torch posterior around ``network`` and wrap it as a teacher.
 
     Args:
-        network: the trained network (MAP weights); it is not modified.
+        network: the trained network (MAP weights); it is not modified. One with
+            non-contiguous parameters (channels-last, as ``runtime.channels_last`` leaves
+            it) is fitted as a contiguous copy, which the teacher holds.
         train: data for the curvature (the network's training set).
         val: validation data, needed for ``prior_precision="gridsearch"``.
         subset_of_weights: ``last_layer`` or ``all``.
@@ -246,6 +256,7 @@ def fit_laplace(
     hessian_structure = HessianStructure(hessian_structure)
     pred_type, link_approx = PredType(pred_type), LinkApprox(link_approx)
     _check_predictive(pred_type, link_approx)
+    network = _contiguous(network)
     device = next(network.parameters()).device
     _check_supported(network, subset_of_weights, hessian_structure)
     la = _make_laplace(network, subset_of_weights, hessian_structure)
@@ -336,8 +347,53 @@ def _make_laplace(network: Classifier, subset: str, structure: str) -> Any:
         "classification",
         subset_of_weights=SubsetOfWeights(subset).value,
         hessian_structure=HessianStructure(structure).value,
+        backend=_ggn_backend(),
         **kwargs,
     )
+
+
+@functools.cache
+def _ggn_backend() -> type:
+    """laplace-torch's default curvature backend (curvlinops' GGN), with its dense GGN built
+    on the device of the network's parameters.
+
+    laplace-torch 0.3's ``CurvlinopsInterface.full`` multiplies the curvlinops operator onto
+    ``torch.eye(n)`` made without a device, i.e. on torch's default device (the CPU), so
+    every ``hessian_structure='full'`` fit of a CUDA network failed with "Expected all
+    tensors to be on the same device". This subclass runs that ``full`` with the parameters'
+    device as torch's default device, which puts the identity (and anything else made there
+    without a device) where the parameters are; on the CPU it gives exactly laplace-torch's
+    numbers. The Kronecker and diagonal curvatures are laplace-torch's own. The class is made
+    on first use because laplace-torch is imported only when a Laplace teacher is built.
+    """
+    with quiet():
+        from laplace.curvature import CurvlinopsGGN
+
+    class DeviceGGN(CurvlinopsGGN):  # type: ignore[misc]
+        def full(
+            self, x: Tensor | MutableMapping[str, Any], y: Tensor, **kwargs: Any
+        ) -> tuple[Tensor, Tensor]:
+            # torch's default-device context: laplace-torch 0.3 makes its identity without one
+            with torch.device(next(self.model.parameters()).device):
+                return super().full(x, y, **kwargs)
+
+    return DeviceGGN
+
+
+def _contiguous(network: Classifier) -> Classifier:
+    """``network``, or a contiguous copy of it where some parameter is not contiguous.
+
+    laplace-torch 0.3 flattens the weights with ``parameters_to_vector``, whose
+    ``param.view(-1)`` refuses a channels-last convolution weight ("view size is not
+    compatible with input tensor's size and stride"), and training with
+    ``runtime.channels_last`` leaves the network so. The copy computes the same function;
+    the caller's network keeps its format.
+    """
+    if all(p.is_contiguous() for p in network.parameters()):
+        return network
+    copied = copy.deepcopy(network)
+    copied.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return copied
 
 
 def _check_predictive(pred_type: PredType, link_approx: LinkApprox) -> None:
@@ -385,21 +441,58 @@ def _loader(data: LabelledData, device: torch.device) -> DataLoader:
 def _translate_laplace_errors(
     network: Classifier, subset: SubsetOfWeights, structure: HessianStructure
 ) -> Iterator[None]:
+    """Turn laplace-torch's errors into `ConfigError`s that name only settings that help.
+
+    An error about the network's layers (one laplace-torch cannot handle, a structure it
+    does not implement) may go away with settings that ask less of them, so the message
+    suggests those of the last layer and a diagonal curvature that differ from the given
+    ones. Any other error (a device mismatch, a numerical failure) no setting is known to
+    avoid: the message says it failed inside laplace-torch, with its version and the error.
+    """
     try:
         yield
     except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
         if isinstance(exc, ConfigError):
             raise
+        given = f"subset_of_weights='{subset.value}', hessian_structure='{structure.value}'"
+        if not _is_layer_error(exc):
+            raise ConfigError(
+                f"Laplace with {given} failed inside laplace-torch {_laplace_version()}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         unsupported = kron_unsupported_layers(network)
-        if "un-supported layers" in str(exc) and unsupported:
+        all_kron = subset is SubsetOfWeights.ALL and structure is HessianStructure.KRON
+        if all_kron and "un-supported layers" in str(exc) and unsupported:
             raise ConfigError(_kron_message(unsupported)) from exc
         layers = sorted({type(m).__name__ for m in network.modules() if not list(m.children())})
         raise ConfigError(
-            f"laplace-torch cannot fit subset_of_weights='{subset.value}', "
-            f"hessian_structure='{structure.value}' on this network (layers: "
-            f"{', '.join(layers)}): {type(exc).__name__}: {exc}. Try "
-            "subset_of_weights='last_layer' or hessian_structure='diag'."
+            f"laplace-torch cannot fit {given} on this network (layers: {', '.join(layers)}): "
+            f"{type(exc).__name__}: {exc}. {_lighter_settings(subset, structure)}"
         ) from exc
+
+
+def _is_layer_error(exc: Exception) -> bool:
+    message = str(exc).lower()
+    return isinstance(exc, NotImplementedError) or any(w in message for w in LAYER_ERROR_WORDS)
+
+
+def _lighter_settings(subset: SubsetOfWeights, structure: HessianStructure) -> str:
+    """A hint naming the settings that ask less of the layers than those given, if any."""
+    lighter = []
+    if subset is not SubsetOfWeights.LAST_LAYER:
+        lighter.append(f"subset_of_weights='{SubsetOfWeights.LAST_LAYER.value}'")
+    if structure is not HessianStructure.DIAG:
+        lighter.append(f"hessian_structure='{HessianStructure.DIAG.value}'")
+    if not lighter:
+        return "No setting asks less of the network's layers than these (last layer, diagonal)."
+    return f"Try {' or '.join(lighter)}."
+
+
+def _laplace_version() -> str:
+    try:
+        return importlib.metadata.version("laplace-torch")
+    except importlib.metadata.PackageNotFoundError:  # installed under another name
+        return "(version unknown)"
 
 
 def _plain(value: Any) -> Any:
