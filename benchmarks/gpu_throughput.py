@@ -185,12 +185,14 @@ def main(argv: list[str] | None = None) -> None:
         variants[name(VI_KEY, VECTORIZED, p)] = functools.partial(
             run, p, kd, OnlineTargets(teachers[VI_KEY]), augment, vectorized
         )
+    images = args.n * args.epochs
+    for key, variant in variants.items():  # one line per variant as each run ends
+        variants[key] = functools.partial(announced, note, key, images, variant)
     note(f"timing {len(variants)} variants: a warm-up run each, then up to {args.rounds} rounds")
     times = interleaved(variants, args.rounds, deadline=deadline)
     rounds = len(next(iter(times.values())))
     note(f"{rounds} timed round(s) done")
 
-    images = args.n * args.epochs
     cells = []
     for p in precisions:
         for key, cache in [(ONE_HOT, None)] + [(k, c) for k in teachers for c in CACHES]:
@@ -379,6 +381,15 @@ def build_teachers(
     if VI_KEY not in teachers:
         raise ValueError(f"{CONFIG} has no teacher labelled '{VI_KEY}'; found {list(teachers)}")
     return teachers, samples
+
+
+def announced(
+    note: Callable[[str], None], label: str, images: int, run: Callable[[], float]
+) -> float:
+    """``run()``'s seconds, after printing its images/s (a run cut short still reports)."""
+    seconds = run()
+    note(f"{label}: {images / seconds:,.0f} images/s ({seconds:.2f} s)")
+    return seconds
 
 
 def timed(run: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
