@@ -29,6 +29,7 @@ extra) and the GPU; ``pytest-xdist``, where installed, runs step 1 on four proce
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -86,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(record["environment"]), flush=True)
     save(out, record)
     for name in args.steps:
-        limit = min(LIMITS[name] * (1 if args.device.startswith("cuda") else CPU_SLOWER),
-                    deadline - time.perf_counter())  # fmt: skip
+        limit = min(
+            LIMITS[name] * (1 if args.device.startswith("cuda") else CPU_SLOWER),
+            deadline - time.perf_counter(),
+        )
         if limit < 10:
             step = {"step": name, "status": "skipped", "why": "the --budget is spent"}
         else:
@@ -102,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     finish(out, work, args)
     failed = [s["step"] for s in record["steps"] if s["status"] != "passed"]
-    print(f"gpu_check: {len(record['steps']) - len(failed)} of {len(record['steps'])} steps passed"
-          f" in {record['seconds_total']:.0f} s" + (f"; not passed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"gpu_check: {len(record['steps']) - len(failed)} of {len(record['steps'])} steps passed"
+        f" in {record['seconds_total']:.0f} s"
+        + (f"; not passed: {', '.join(failed)}" if failed else "")
+    )
     for step in record["steps"]:
         for key in GOAL_LINES:
             if key in step.get("numbers", {}):
@@ -131,14 +137,14 @@ def command(name: str, args: argparse.Namespace, out: Path, work: Path) -> list[
         cmd += ["--out", str(out / "gpu_throughput.json")]
         if args.quick:
             return [*cmd, "--quick"]
-        return cmd + ["--n", "2048", "--views", "4", "--rounds", "2", "--budget", "45",
-                      "--laplace-fit", "512"]  # fmt: skip
+        cut = ["--n", "2048", "--views", "4", "--rounds", "2", "--budget", "45"]
+        return [*cmd, *cut, "--laplace-fit", "512"]
     if name == "student_step":
         cmd = [*python, str(BENCHMARKS / "student_step.py"), *device]
         cmd += ["--out", str(out / "student_step.json")]
         if args.quick:
             return [*cmd, "--quick", "--packing", "1"]
-        return cmd + ["--n", "6400", "--rounds", "3", "--packing", "1,2,4,8"]
+        return [*cmd, "--n", "6400", "--rounds", "3", "--packing", "1,2,4,8"]
     raise ValueError(f"unknown step '{name}'; the steps are {', '.join(STEPS)}")
 
 
@@ -164,10 +170,8 @@ def run_step(name: str, cmd: list[str], limit: float, args: argparse.Namespace) 
         tail.append(line)
         key, _, value = line.partition(" ")
         if key in GOAL_LINES:
-            try:
+            with contextlib.suppress(ValueError):
                 numbers[key] = float(value)
-            except ValueError:
-                pass
     code = process.wait()
     timer.cancel()
     seconds = time.perf_counter() - tic
@@ -241,8 +245,9 @@ def paper_study(args: argparse.Namespace) -> int:
         overrides += ["runtime.precision=bf16"]
     if args.quick:
         overrides += ["teacher.model=resnet8", "student.model=resnet8"]
-        overrides += [f"teachers.{i}.num_samples=2" for i, k in enumerate(config.teachers)
-                      if k.name == "mfvi"]  # fmt: skip
+        overrides += [
+            f"teachers.{i}.num_samples=2" for i, k in enumerate(config.teachers) if k.name == "mfvi"
+        ]
     config = load_config(ROOT / "src" / "bayesdistill" / PAPER_CONFIG, overrides)
     tic = time.perf_counter()
     folder = run_study(config, work / "paper_study", progress=False)
@@ -303,8 +308,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (--quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke run of every step")
     parser.add_argument(
-        "--budget", type=float, default=None, help="seconds for all steps (default: 420 on a "
-        "GPU, 1200 on the CPU)"
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds for all steps (default: 420 on a GPU, 1200 on the CPU)",
     )
     parser.add_argument(
         "--steps",

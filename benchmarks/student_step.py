@@ -234,7 +234,8 @@ def plain_run(
                 soft = probs[index]
                 t = KD_OPTIONS["temperature"]
                 kl = F.kl_div(
-                    F.log_softmax(logits / t, 1), soft.pow(1 / t).div(soft.pow(1 / t).sum(1, True)),
+                    F.log_softmax(logits / t, 1),
+                    soft.pow(1 / t).div(soft.pow(1 / t).sum(1, True)),
                     reduction="batchmean",
                 )
                 loss = (1 - KD_OPTIONS["alpha"]) * F.cross_entropy(logits, data.y[index])
@@ -311,9 +312,20 @@ def packed_student(
     data, probs = random_data(n, (3, size, size), device)
     accel = Acceleration(precision=Precision(precision), channels_last=cuda, cudnn_benchmark=cuda)
     warm = TrainSettings(epochs=1, batch_size=BATCH, lr=LR, schedule="constant")
-    fit_run(model, data.subset(torch.arange(min(n, 4 * BATCH), device=device)), probs, warm, accel, False)
+    fit_run(
+        model,
+        data.subset(torch.arange(min(n, 4 * BATCH), device=device)),
+        probs,
+        warm,
+        accel,
+        False,
+    )
     settings = TrainSettings(
-        epochs=epochs, batch_size=BATCH, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+        epochs=epochs,
+        batch_size=BATCH,
+        lr=LR,
+        momentum=MOMENTUM,
+        weight_decay=WEIGHT_DECAY,
         schedule="constant",
     )
     barrier.wait()

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
@@ -24,7 +22,6 @@ def _check(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str
     return done, json.loads((out / "gpu_check.json").read_text())
 
 
-@pytest.mark.slow
 def test_every_step_passes_on_the_cpu(tmp_path):
     done, record = _check(tmp_path)
     assert done.returncode == 0, done.stdout[-4000:]

@@ -78,9 +78,7 @@ def networks(tiny_splits) -> dict[str, Classifier]:
     return out
 
 
-def build(
-    name: str, options: dict[str, Any], device: torch.device, splits, networks
-) -> Any:
+def build(name: str, options: dict[str, Any], device: torch.device, splits, networks) -> Any:
     network = networks["dropout" if name == "mc_dropout" else "plain"]
     context = TeacherContext(
         splits=splits,
