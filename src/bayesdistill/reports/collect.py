@@ -131,6 +131,9 @@ def collect(folder: str | Path) -> StudyResults:
                 row["train_nll"] = train.get("train_nll", "")
                 row["train_ece"] = train.get("train_ece", "")
                 row["target_entropy"] = train.get("train_entropy", "")
+                # validation metrics: the held-out, teacher-side measurements that rank
+                # teachers without students (bayesdistill.reports.advice); not in results.csv
+                row.update(summary.get("val", {}))
                 if reference in probs and label in probs:
                     row["tv_to_deterministic"] = mean_total_variation(
                         probs[label][0], probs[reference][0]

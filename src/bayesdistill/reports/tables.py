@@ -22,6 +22,7 @@ from bayesdistill.reports.differences import (
     loss_differences,
     paired_comparison,
 )
+from bayesdistill.reports.predictors import predictor_section
 from bayesdistill.reports.stats import (
     BOOTSTRAP_RESAMPLES,
     CONFIDENCE,
@@ -107,11 +108,13 @@ def markdown(
     ]
     if len(results.losses) > 1:
         lines += [*_summary_table(results), ""]
+    distilled: dict[str, list[str] | None] = {}  # loss → the kinds it distils from
     for loss in results.losses:
         spec = next(
             (x for x in student["losses"] if (x.get("label") or x.get("name")) == loss),
             {"name": loss},
         )
+        distilled[loss] = spec.get("teachers")
         kinds = _loss_kinds(results, spec.get("teachers"))
         lines += [f"## Student loss `{loss}`: {_loss_text(spec)}", ""]
         lines += _loss_table(results, loss, kinds, method, bootstrap_seed)
@@ -119,6 +122,9 @@ def markdown(
             lines += ["", *_tuning_table(results, loss, kinds)]
         lines += ["", *_literature_table(results, loss, kinds), ""]
         lines += findings(loss_differences(results, loss, kinds, method, bootstrap_seed), loss)
+    predicted = predictor_section(results, distilled, bootstrap_seed=bootstrap_seed)
+    if predicted:
+        lines += [*predicted]
     distances = _teacher_distance_table(results, seeds)
     if distances:
         lines += [distances, ""]

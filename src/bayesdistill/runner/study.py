@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ import yaml
 
 from bayesdistill.config.loading import dump_config
 from bayesdistill.config.schema import ExecutorConfig, ExecutorName, ExperimentConfig
+from bayesdistill.data import DataSplits
 from bayesdistill.io import write_json
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.checks import check_experiment
@@ -30,8 +33,10 @@ from bayesdistill.runner.common import experiment_summary, load_data, log, resol
 from bayesdistill.runner.executors import (
     Executor,
     LocalExecutor,
+    Outcome,
     ProcessExecutor,
     RayExecutor,
+    Unit,
 )
 from bayesdistill.runner.identity import (
     RunIdentity,
@@ -78,6 +83,86 @@ def make_executor(config: ExecutorConfig, device: torch.device) -> Executor:
     return LocalExecutor()
 
 
+@dataclass(frozen=True)
+class OpenedStudy:
+    """A study folder ready for units (`open_study`)."""
+
+    layout: RunLayout
+    identity: RunIdentity
+    state: RunState
+    splits: DataSplits
+    device: torch.device
+
+
+def open_study(
+    config: ExperimentConfig,
+    out: str | Path,
+    *,
+    resume: bool,
+    check: Callable[[DataSplits], None] | None = None,
+) -> OpenedStudy:
+    """Check everything a study of ``config`` needs, then create (or reopen) its folder.
+
+    ``check``: a further check of the loaded data (``bayesdistill advise`` needs validation
+    data), made before anything is written. Shared by `run_study` and
+    `bayesdistill.runner.advise.run_advise`, so that both make the same folder and a study
+    resumes what advise built.
+    """
+    layout = RunLayout(Path(out))
+    existing = inspect_output(layout, kind=RunKind.STUDY, resume=resume)
+    device = resolve_device(config.device)
+    accel = config.runtime.acceleration()
+    accel.check(device)
+    splits = load_data(config.data, config.runtime.loader_options())
+    check_student_losses(config.student, splits.num_classes)
+    check_experiment(config, splits, teacher=True)
+    if check is not None:
+        check(splits)
+    identity = RunIdentity(
+        RunKind.STUDY,
+        config_values(config),
+        teacher=file_record(config.teacher.checkpoint),
+        data=data_fingerprint(splits),
+    )
+    state = open_run(
+        layout,
+        identity,
+        existing,
+        dump_config(config),
+        device=device,
+        outputs=(layout.results_csv, layout.results_md),
+    )
+    return OpenedStudy(layout, identity, state, splits, device)
+
+
+def run_study_units(
+    config: ExperimentConfig,
+    study: OpenedStudy,
+    units: list[Unit],
+    *,
+    progress: bool,
+    executor: Executor | None = None,
+) -> Outcome:
+    """Run ``units`` of an opened study on ``executor`` (default: the config's); writes
+    data.json first (the reports read it)."""
+    layout, splits = study.layout, study.splits
+    write_json(layout.data, experiment_summary(config, splits))
+    log.info(
+        "study: %s, %d train / %d val / %d test, %d classes, device %s, seeds %s",
+        splits.name,
+        len(splits.train),
+        len(splits.val),
+        len(splits.test),
+        splits.num_classes,
+        study.device,
+        config.seeds,
+    )
+    executor = executor or make_executor(config.runtime.executor, study.device)
+    remember(layout.root, config, splits)  # units run here reuse the loaded data
+    log.info("study: %d units (%s)", len(units), type(executor).__name__)
+    return executor.run(units, functools.partial(run_unit, out=str(layout.root), progress=progress))
+
+
 def run_study(
     config: ExperimentConfig,
     out: str | Path,
@@ -93,49 +178,14 @@ def run_study(
     every unit that does not depend on them has run (`StudyFailedError`); rerunning with
     ``resume=True`` runs only what did not finish.
     """
-    layout = RunLayout(Path(out))
-    existing = inspect_output(layout, kind=RunKind.STUDY, resume=resume)
-    device = resolve_device(config.device)
-    accel = config.runtime.acceleration()
-    accel.check(device)
-    splits = load_data(config.data, config.runtime.loader_options())
-    check_student_losses(config.student, splits.num_classes)
-    check_experiment(config, splits, teacher=True)
-    identity = RunIdentity(
-        RunKind.STUDY,
-        config_values(config),
-        teacher=file_record(config.teacher.checkpoint),
-        data=data_fingerprint(splits),
-    )
-    state = open_run(
-        layout,
-        identity,
-        existing,
-        dump_config(config),
-        device=device,
-        outputs=(layout.results_csv, layout.results_md),
-    )
-    if state is RunState.FINISHED:
+    study = open_study(config, out, resume=resume)
+    layout = study.layout
+    if study.state is RunState.FINISHED:
         log.info("'%s' holds a finished study of this config; nothing to do", layout.root)
         return layout.root
     tic = time.perf_counter()
-    write_json(layout.data, experiment_summary(config, splits))
-    log.info(
-        "study: %s, %d train / %d val / %d test, %d classes, device %s, seeds %s",
-        splits.name,
-        len(splits.train),
-        len(splits.val),
-        len(splits.test),
-        splits.num_classes,
-        device,
-        config.seeds,
-    )
-    executor = executor or make_executor(config.runtime.executor, device)
-    remember(layout.root, config, splits)  # units run here reuse the loaded data
-    units = study_units(config)
-    log.info("study: %d units (%s)", len(units), type(executor).__name__)
-    outcome = executor.run(
-        units, functools.partial(run_unit, out=str(layout.root), progress=progress)
+    outcome = run_study_units(
+        config, study, study_units(config), progress=progress, executor=executor
     )
     if outcome.failed:
         if outcome.finished:
@@ -143,5 +193,5 @@ def run_study(
         outcome.raise_for_failures()
     write_json(layout.timing, {"seconds": time.perf_counter() - tic, "resumed": resume})
     write_reports(layout.root)
-    finish_run(layout, identity)
+    finish_run(layout, study.identity)
     return layout.root
