@@ -272,6 +272,40 @@ def _run_study(config, out: Path, resume: bool, progress: bool) -> None:
 
 
 @app.command()
+def advise(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    out: OutOpt = Path("runs/study"),
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
+    executor: ExecutorOpt = None,
+    workers: WorkersOpt = None,
+    devices: DevicesOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Which teacher? Build the study's teachers (no students) and rank them on held-out data.
+
+    Writes into the study folder --out; `bayesdistill study` with the same config, --out
+    and --resume then trains only the students.
+    """
+    import shlex
+
+    from bayesdistill.runner.advise import run_advise
+
+    extra = _executor_overrides(executor, workers, devices, address)
+    parsed = _load(config, [*(overrides or []), *extra])
+    given = " ".join(shlex.quote(o) for o in overrides or [])
+    command = (
+        f"bayesdistill study {shlex.quote(str(config))} {given}{' ' if given else ''}"
+        f"--out {shlex.quote(str(out))} --resume"
+    )
+    tic = time.perf_counter()
+    _, text = run_advise(parsed, out, resume=resume, progress=progress, command=command)
+    _echo(text)
+    _echo(f"finished in {time.perf_counter() - tic:.0f} s; advice in {out}/advice.md")
+
+
+@app.command()
 def report(
     folders: Annotated[
         list[Path], typer.Argument(help="A study's output folder, or several to merge.")
