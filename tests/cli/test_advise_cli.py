@@ -71,4 +71,3 @@ def test_no_validation_data_is_refused(tmp_path):
     result = _advise(tmp_path, EXACT, "data.val_fraction=0", "--out", "run")
     _refused(result, "data.val_fraction is 0")
     assert not (tmp_path / "run").exists()
-
