@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import CheckpointError, ConfigError
+from bayesdistill.metrics import NLL_EPS
 from bayesdistill.models import Classifier
 from bayesdistill.teachers import laplace_kron
 from bayesdistill.teachers.base import NetworkTeacher, network_from_state, network_state
@@ -280,6 +281,11 @@ def fit_laplace(
                     raise ConfigError("prior_precision='gridsearch' needs validation data")
                 lo, hi, points = grid
                 options.update(
+                    # laplace-torch 0.3's default loss, a RunningNLLMetric, is never reset
+                    # between grid points, so each point scored the running mean over all
+                    # points so far; a plain callable is called once per point on the whole
+                    # validation set instead (its "offline" path in `validate`)
+                    loss=_validation_nll,
                     val_loader=_loader(val, device),
                     log_prior_prec_min=lo,
                     log_prior_prec_max=hi,
@@ -299,6 +305,18 @@ def fit_laplace(
         seed=seed,
         prior_method=method,
     )
+
+
+def _validation_nll(probs: Tensor, targets: Tensor) -> Tensor:
+    """Mean negative log-likelihood of the labels, the grid search's score of one prior precision.
+
+    ``-(1/N) Σ_n log p_n[y_n]`` for ``probs`` ``(N, C)`` and integer ``targets`` ``(N,)``: the
+    NLL of laplace-torch's ``RunningNLLMetric`` for one grid point, with probabilities
+    clamped to at least `NLL_EPS` (as `bayesdistill.metrics.nll`) so that an exact zero
+    scores a large finite loss rather than ``inf``. Returns a 0-d tensor.
+    """
+    p_true = probs.reshape(-1, probs.shape[-1]).gather(1, targets.reshape(-1, 1).long())
+    return -p_true.clamp_min(NLL_EPS).log().mean()
 
 
 @TEACHERS.register(
