@@ -84,6 +84,8 @@ _TITLES = {
 }
 
 GUIDELINE = Predictor.VAL_NLL
+MAX_SWAPS_SHOWN = 4
+"""Pairs of kinds in reverse order that the in-sample note names (the rest are counted)."""
 
 Values = Mapping[str, Mapping[int, float]]
 """teacher kind → seed → value."""
@@ -413,7 +415,11 @@ def _in_sample_text(advice: TeacherAdvice) -> list[str]:
             f"their training-set NLL the kinds come in the same order ({_order_text(order)}), "
             "so cross-fitting (`cross_fit: K`) would not change the ranking."
         ]
-    pairs = ", ".join(f"`{a}` before `{b}`" for a, b in advice.swaps)
+    shown = advice.swaps[:MAX_SWAPS_SHOWN]
+    pairs = ", ".join(f"`{a}` before `{b}`" for a, b in shown)
+    if len(advice.swaps) > len(shown):
+        pairs += f" and {len(advice.swaps) - len(shown)} more pairs"
+    total = len(order) * (len(order) - 1) // 2
     top = (
         f" The in-sample best is `{order[0]}`, not `{advice.recommended}`."
         if order[0] != advice.recommended
@@ -427,7 +433,8 @@ def _in_sample_text(advice: TeacherAdvice) -> list[str]:
     return [
         "Students learn from the teachers' predictions on the training points, where they "
         f"are fitted. Ranked by training-set NLL the order differs: {_order_text(order)}; "
-        f"held-out NLL puts {pairs}, training-set NLL the reverse.{top} Cross-fitting "
+        f"{len(advice.swaps)} of {total} pairs are in reverse order (held-out NLL puts "
+        f"{pairs}).{top} Cross-fitting "
         "(`cross_fit: K`: each training point gets the prediction of a teacher fitted "
         "without it) would change the ranking of what the students learn from towards the "
         f"held-out one.{done}"
