@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from typing import Annotated
+
 import pytest
 
 from bayesdistill.errors import ConfigError, UnknownNameError
 from bayesdistill.losses import LOSSES
-from bayesdistill.registry import Registry
+from bayesdistill.registry import Range, Registry
 
 
 def test_unknown_name_lists_valid_names_and_suggests():
@@ -84,3 +87,58 @@ def test_a_loss_with_its_own_objective_is_no_weighted_sum_term():
     with pytest.raises(Exception, match="cannot be a term of a weighted sum"):
         LossConfig.model_validate({"terms": ["self_distill_vr", "kd"]})
     assert LossConfig.model_validate("self_distill_vr").name == "self_distill_vr"
+
+
+# --- declared ranges of options --------------------------------------------------------------
+
+
+def test_a_declared_range_is_checked_with_the_option():
+    reg = Registry("scaler")
+
+    @reg.register("scale")
+    def scale(
+        x: float,
+        *,
+        factor: Annotated[float, Range(0, 1)] = 0.5,
+        power: Annotated[float, Range(0, low_open=True)] = 1.0,
+        steps: Annotated[tuple[float, ...], Range(0)] = (1.0,),
+    ) -> float:
+        return x
+
+    options = {o.name: o for o in reg.entry("scale").options}
+    assert options["factor"].annotation is float and options["factor"].range == Range(0, 1)
+    assert options["factor"].describe() == "factor: float in [0, 1] = 0.5"
+    assert reg.validate_options("scale", {"factor": 1, "power": 1e-9}) == {
+        "factor": 1.0,
+        "power": 1e-9,
+    }
+    refused = [
+        ({"factor": 1.5}, r"scaler 'scale': factor must lie in \[0, 1\], got 1.5"),
+        ({"factor": float("nan")}, r"factor must lie in \[0, 1\], got nan"),
+        ({"power": 0}, r"power must lie in \(0, inf\) \(positive\), got 0.0"),
+        (
+            {"steps": [1.0, -2.0]},
+            r"steps must lie in \[0, inf\) \(non-negative\), got \(1.0, -2.0\)",
+        ),
+    ]
+    for given, message in refused:
+        with pytest.raises(ConfigError, match=message):
+            reg.validate_options("scale", given)
+
+
+def test_every_loss_refuses_a_value_outside_each_declared_range():
+    """Each declared range is enforced for configs (validate_options) and direct calls."""
+    from bayesdistill.losses import FEATURE_LOSSES
+
+    cases = 0
+    for registry in (LOSSES, FEATURE_LOSSES):
+        for name in registry.names():
+            for option in registry.entry(name).options:
+                if option.range is None:
+                    continue
+                outside = option.range.low - 1.0 if option.range.low > -math.inf else None
+                outside = option.range.high + 1.0 if outside is None else outside
+                with pytest.raises(ConfigError, match=rf"{option.name} must lie in"):
+                    registry.validate_options(name, {option.name: outside})
+                cases += 1
+    assert cases >= 15  # kd, dkd, dist, wttm, self_distill(_vr), w2_joint, gaussian_kl

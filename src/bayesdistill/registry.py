@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -35,12 +36,61 @@ T = TypeVar("T", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric option may take, declared with the option itself:
+    ``alpha: Annotated[float, Range(0, 1)] = 0.5``, ``temperature: Annotated[float,
+    Range(0, low_open=True)] = 4.0`` (positive). For a sequence every element must lie in
+    it. `Registry.validate_options` refuses a value outside it (configs are checked so
+    before anything runs); `check` does the same for a direct call."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, (list, tuple)):
+            return all(v in self for v in value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True  # not a number: the type check speaks to it
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return bool(above and below)
+
+    def interval(self) -> str:
+        """``[0, 1]``, ``(0, inf)``, ``[0, inf)``."""
+        left = "(" if self.low_open or self.low == -math.inf else "["
+        right = ")" if self.high_open or self.high == math.inf else "]"
+        return f"{left}{_number(self.low)}, {_number(self.high)}{right}"
+
+    def describe(self) -> str:
+        """``must lie in [0, 1]``, with ``(positive)``/``(non-negative)`` where it helps."""
+        words = ""
+        if self.low == 0 and self.high == math.inf:
+            words = " (positive)" if self.low_open else " (non-negative)"
+        return f"must lie in {self.interval()}{words}"
+
+    def check(self, name: str, value: object, where: str) -> None:
+        """Raise `ConfigError` naming ``where``, the option, its range and the value when
+        ``value`` is outside this range."""
+        if value not in self:
+            raise ConfigError(f"{where}: {name} {self.describe()}, got {value!r}")
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
 class Option:
-    """One keyword-only option of a registered callable."""
+    """One keyword-only option of a registered callable (``range``: its declared `Range`)."""
 
     name: str
     annotation: Any
     default: Any = inspect.Parameter.empty
+    range: Range | None = None
 
     @property
     def required(self) -> bool:
@@ -48,6 +98,8 @@ class Option:
 
     def describe(self) -> str:
         type_name = _type_name(self.annotation)
+        if self.range is not None:
+            type_name += f" in {self.range.interval()}"
         if self.required:
             return f"{self.name}: {type_name} (required)"
         default = self.default.value if isinstance(self.default, enum.Enum) else self.default
@@ -150,7 +202,9 @@ class Registry(Generic[T]):
                 first.setdefault(str(err["loc"][0]) if err["loc"] else "?", err)
             problems = "; ".join(_describe_problem(err, allowed) for err in first.values())
             raise ConfigError(f"{self.kind} '{name}': {problems}") from None
-        return {key: getattr(validated, key) for key in options}
+        values = {key: getattr(validated, key) for key in options}
+        check_ranges(entry.options, values, f"{self.kind} '{name}'")
+        return values
 
     def build(self, name: str, *args: Any, **options: Any) -> Any:
         """Validate ``options`` and call the entry with ``args`` and the options."""
@@ -162,6 +216,13 @@ class Registry(Generic[T]):
             (e.name, e.summary, [o.describe() for o in e.options])
             for e in (self._entries[n] for n in self.names())
         ]
+
+
+def check_ranges(options: tuple[Option, ...], values: Mapping[str, Any], where: str) -> None:
+    """Raise `ConfigError` for the first of ``values`` outside its option's `Range`."""
+    for option in options:
+        if option.range is not None and option.name in values:
+            option.range.check(option.name, values[option.name], where)
 
 
 def _describe_problem(err: Any, allowed: Mapping[str, Option]) -> str:
@@ -205,12 +266,30 @@ def _keyword_only(obj: Callable[..., Any]) -> list[inspect.Parameter]:
 
 
 def _options(obj: Callable[..., Any], exclude: tuple[str, ...] = ()) -> tuple[Option, ...]:
-    hints = typing.get_type_hints(_signature_target(obj))
-    return tuple(
-        Option(p.name, hints.get(p.name, Any), p.default)
-        for p in _keyword_only(obj)
-        if p.name not in exclude
-    )
+    hints = typing.get_type_hints(_signature_target(obj), include_extras=True)
+    options = []
+    for p in _keyword_only(obj):
+        if p.name not in exclude:
+            annotation, declared = _split_range(hints.get(p.name, Any))
+            options.append(Option(p.name, annotation, p.default, declared))
+    return tuple(options)
+
+
+def declared_ranges(obj: Callable[..., Any]) -> dict[str, Range]:
+    """The `Range` each keyword-only option of ``obj`` declares (by option name)."""
+    return {o.name: o.range for o in _options(obj) if o.range is not None}
+
+
+def _split_range(annotation: Any) -> tuple[Any, Range | None]:
+    """``Annotated[T, Range(...)]`` → ``(T, the range)``; other annotations unchanged."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        ranges = [e for e in extras if isinstance(e, Range)]
+        if ranges:
+            others = [e for e in extras if not isinstance(e, Range)]
+            kept = typing.Annotated[(base, *others)] if others else base
+            return kept, ranges[0]
+    return annotation, None
 
 
 def _summary(obj: Callable[..., Any]) -> str:

@@ -106,6 +106,12 @@ def test_out_that_cannot_be_written(installed_bayesdistill, tmp_path):
         ("teacher.train.gamma=-1", "gamma must be positive"),
         ("student.losses.0.temperature=.inf", "option 'temperature' must be finite, got inf"),
         ("student.losses.0.alpha=.nan", "option 'alpha' is NaN"),
+        ("student.losses.0.alpha=1.5", "loss 'kd': alpha must lie in [0, 1], got 1.5"),
+        ("student.losses.0.temperature=0", "temperature must lie in (0, inf) (positive), got 0"),
+        (
+            "student.losses=[{name: dkd, warmup_epochs: -1}]",
+            "loss 'dkd': warmup_epochs must lie in [0, inf) (non-negative), got -1",
+        ),
         ("student.subset={per_class: 1000}", "fewer than the 1000 requested per class"),
         ("student.model={name: resnet8}", "student.model 'resnet8': cifar_resnet is a 2-D"),
         ("teacher.model={name: resnet8}", "teacher.model 'resnet8': cifar_resnet is a 2-D"),

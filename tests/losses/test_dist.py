@@ -83,10 +83,10 @@ def test_pearson_is_zero_for_a_constant_row():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"beta": -1.0}, "beta must be non-negative, got -1.0"),
-        ({"gamma": -1.0}, "gamma must be non-negative, got -1.0"),
-        ({"temperature": -4.0}, "temperature must be positive, got -4.0"),
-        ({"kd_weight": -2.0}, "kd_weight must be non-negative, got -2.0"),
+        ({"beta": -1.0}, r"beta must lie in \[0, inf\) \(non-negative\), got -1.0"),
+        ({"gamma": -1.0}, r"gamma must lie in \[0, inf\) \(non-negative\), got -1.0"),
+        ({"temperature": -4.0}, r"temperature must lie in \(0, inf\) \(positive\), got -4.0"),
+        ({"kd_weight": -2.0}, r"kd_weight must lie in \[0, inf\) \(non-negative\), got -2.0"),
     ],
 )
 def test_rejects_bad_hyperparameters(options, message):

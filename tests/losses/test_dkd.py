@@ -113,10 +113,13 @@ def test_negative_epoch_is_an_error():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"alpha": -1.0}, "alpha must be non-negative, got -1.0"),
-        ({"beta": -0.5}, "beta must be non-negative, got -0.5"),
-        ({"temperature": 0.0}, "temperature must be positive, got 0.0"),
-        ({"warmup_epochs": -2.0}, "warmup_epochs must be non-negative .*got -2.0"),
+        ({"alpha": -1.0}, r"alpha must lie in \[0, inf\) \(non-negative\), got -1.0"),
+        ({"beta": -0.5}, r"beta must lie in \[0, inf\) \(non-negative\), got -0.5"),
+        ({"temperature": 0.0}, r"temperature must lie in \(0, inf\) \(positive\), got 0.0"),
+        (
+            {"warmup_epochs": -2.0},
+            r"warmup_epochs must lie in \[0, inf\) \(non-negative\), got -2.0",
+        ),
     ],
 )
 def test_rejects_bad_hyperparameters(options, message):

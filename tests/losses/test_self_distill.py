@@ -84,8 +84,8 @@ def test_float32_logits_with_float64_teacher():
     [
         ({"lam": 1.5}, r"lam must lie in \[0, 1\], got 1.5"),
         ({"lam": -0.1}, r"lam must lie in \[0, 1\], got -0.1"),
-        ({"ramp_epochs": -1.0}, "ramp_epochs must be non-negative .*got -1.0"),
-        ({"temperature": 0.0}, "temperature must be positive, got 0.0"),
+        ({"ramp_epochs": -1.0}, r"ramp_epochs must lie in \[0, inf\) \(non-negative\), got -1.0"),
+        ({"temperature": 0.0}, r"temperature must lie in \(0, inf\) \(positive\), got 0.0"),
     ],
 )
 def test_rejects_bad_hyperparameters(options, message):

@@ -76,9 +76,9 @@ def test_a_uniform_teacher_weighs_c_to_the_one_minus_gamma():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"gamma": 0.0}, "gamma must be positive .*got 0.0"),
-        ({"gamma": -0.1}, "gamma must be positive .*got -0.1"),
-        ({"beta": -4.0}, "beta must be non-negative, got -4.0"),
+        ({"gamma": 0.0}, r"gamma must lie in \(0, inf\) \(positive\), got 0.0"),
+        ({"gamma": -0.1}, r"gamma must lie in \(0, inf\) \(positive\), got -0.1"),
+        ({"beta": -4.0}, r"beta must lie in \[0, inf\) \(non-negative\), got -4.0"),
     ],
 )
 def test_rejects_bad_hyperparameters(options, message):

@@ -11,7 +11,9 @@ What is checked (``B`` examples, ``C`` classes, ``D`` feature dimensions):
   logits, floating point, finite, non-negative, every row summing to 1 within
   `PROB_SUM_TOLERANCE` (or the dtype's machine epsilon, if larger);
 - features: ``(B, D)`` for student and teacher with the same B (and the same D), B ≥ 2,
-  floating point, finite; labels (when the loss uses them) ``(B,)`` int64.
+  floating point, finite; labels (when the loss uses them) ``(B,)`` int64;
+- options given as keywords: within the `Range` their annotation declares
+  (``alpha: Annotated[float, Range(0, 1)]``), the ranges a config is checked against.
 
 The checks cost a few reductions and one device synchronisation per tensor. A training loop
 that has validated its labels and teacher probabilities once (with `check_labels` and
@@ -35,11 +37,19 @@ import torch
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError, DataError
+from bayesdistill.registry import Range, declared_ranges
 
 PROB_SUM_TOLERANCE = 1e-3
 """Largest allowed ``|Σ_k p_k − 1|`` for a row of teacher probabilities. Half-precision
 probabilities get their dtype's machine epsilon instead when it is larger (bfloat16:
 0.0078), since rounding every entry moves the sum by up to about that much."""
+
+NON_NEGATIVE = Range(0.0)
+"""Declared range of a weight or a length of warm-up: ``Annotated[float, NON_NEGATIVE]``."""
+POSITIVE = Range(0.0, low_open=True)
+"""Declared range of a temperature: ``Annotated[float, POSITIVE]``."""
+UNIT_INTERVAL = Range(0.0, 1.0)
+"""Declared range of a mixing weight such as KD's α: ``Annotated[float, UNIT_INTERVAL]``."""
 
 LossKind = Literal["response", "feature"]
 
@@ -81,6 +91,8 @@ def checked_loss(
         signature = inspect.signature(raw)
         first_three = list(signature.parameters)[:3]
         validate = _validate_response if kind == "response" else _validate_feature
+        ranges = declared_ranges(raw)
+        where = f"loss '{raw.__name__}'"
 
         @functools.wraps(raw)
         def checked(*args: Any, **kwargs: Any) -> Tensor:
@@ -90,6 +102,9 @@ def checked_loss(
                 bound = signature.bind(*args, **kwargs)
                 inputs = tuple(bound.arguments.get(p) for p in first_three)
             validate(raw.__name__, checks, *inputs)
+            for name, declared in ranges.items():  # the options' declared ranges
+                if name in kwargs:
+                    declared.check(name, kwargs[name], where)
             return raw(*args, **kwargs)
 
         checked.unchecked = raw  # type: ignore[attr-defined]

@@ -15,11 +15,12 @@ column when the batch has one example) has correlation 0 rather than NaN.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayesdistill.errors import ConfigError
-from bayesdistill.losses.checks import checked_loss
+from bayesdistill.losses.checks import NON_NEGATIVE, POSITIVE, checked_loss
 from bayesdistill.losses.response import require_teacher_probs, temper_probs
 
 PEARSON_EPS = 1e-8
@@ -32,10 +33,10 @@ def dist(
     teacher_probs: Tensor | None,
     targets: Tensor,
     *,
-    beta: float = 1.0,
-    gamma: float = 1.0,
-    temperature: float = 4.0,
-    kd_weight: float = 2.0,
+    beta: Annotated[float, NON_NEGATIVE] = 1.0,
+    gamma: Annotated[float, NON_NEGATIVE] = 1.0,
+    temperature: Annotated[float, POSITIVE] = 4.0,
+    kd_weight: Annotated[float, NON_NEGATIVE] = 2.0,
 ) -> Tensor:
     """DIST: CE + w·τ²·(β·inter + γ·intra), Pearson relations (Huang et al., NeurIPS 2022).
 
@@ -56,14 +57,6 @@ def dist(
     τ = 4 (the same loss as β = γ = 2 with w = 1). The intra-class term needs a batch of
     more than one example to carry information.
     """
-    if beta < 0:
-        raise ConfigError(f"dist beta must be non-negative, got {beta}")
-    if gamma < 0:
-        raise ConfigError(f"dist gamma must be non-negative, got {gamma}")
-    if temperature <= 0:
-        raise ConfigError(f"dist temperature must be positive, got {temperature}")
-    if kd_weight < 0:
-        raise ConfigError(f"dist kd_weight must be non-negative, got {kd_weight}")
     teacher = require_teacher_probs(teacher_probs, "dist")
     inter, intra = dist_terms(student_logits, teacher, temperature=temperature)
     kd_term = temperature**2 * (beta * inter + gamma * intra)

@@ -21,13 +21,14 @@ close to one.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses.checks import checked_loss
+from bayesdistill.losses.checks import NON_NEGATIVE, POSITIVE, checked_loss
 from bayesdistill.losses.response import linear_warmup, require_teacher_probs, tempered_log_probs
 
 
@@ -37,10 +38,10 @@ def dkd(
     teacher_probs: Tensor | None,
     targets: Tensor,
     *,
-    alpha: float = 1.0,
-    beta: float = 8.0,
-    temperature: float = 4.0,
-    warmup_epochs: float = 20.0,
+    alpha: Annotated[float, NON_NEGATIVE] = 1.0,
+    beta: Annotated[float, NON_NEGATIVE] = 8.0,
+    temperature: Annotated[float, POSITIVE] = 4.0,
+    warmup_epochs: Annotated[float, NON_NEGATIVE] = 20.0,
     epoch: float = math.inf,
 ) -> Tensor:
     """DKD: CE + min(epoch/warmup_epochs, 1)·(α·TCKD + β·NCKD) (Zhao et al., CVPR 2022).
@@ -67,14 +68,6 @@ def dkd(
     updates the weight once per epoch (1/20, 2/20, ...); here the weight rises with the
     fractional epoch from 0 at the start.
     """
-    if alpha < 0:
-        raise ConfigError(f"dkd alpha must be non-negative, got {alpha}")
-    if beta < 0:
-        raise ConfigError(f"dkd beta must be non-negative, got {beta}")
-    if temperature <= 0:
-        raise ConfigError(f"dkd temperature must be positive, got {temperature}")
-    if warmup_epochs < 0:
-        raise ConfigError(f"dkd warmup_epochs must be non-negative (0: none), got {warmup_epochs}")
     teacher = require_teacher_probs(teacher_probs, "dkd")
     ce = F.cross_entropy(student_logits, targets)
     weight = linear_warmup(epoch, warmup_epochs)

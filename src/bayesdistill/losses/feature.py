@@ -28,14 +28,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.losses.checks import checked_loss
+from bayesdistill.losses.checks import NON_NEGATIVE, checked_loss
 from bayesdistill.losses.feature_gaussian import (
     COVARIANCES,
     GAUSSIAN_KL_RIDGE,
@@ -160,7 +160,7 @@ def w2_joint(
     teacher_features: Tensor,
     targets: Tensor,
     *,
-    beta: float = math.inf,
+    beta: Annotated[float, NON_NEGATIVE] = math.inf,
 ) -> Tensor:
     """Joint feature–label W2 (KD²M's JW2(E)): OT with cost ``‖z_S,i − z_T,j‖² + β·[y_i ≠ y_j]``.
 
@@ -184,8 +184,6 @@ def w2_joint(
         Scalar.
     """
     student, teacher = _as_float(student_features, teacher_features)
-    if not beta >= 0:
-        raise ConfigError(f"w2_joint beta must be ≥ 0 (inf: labels must match), got {beta}")
     cost = squared_distances(student, teacher)
     labels = targets.to(cost.device)
     mismatch = (labels.unsqueeze(1) != labels.unsqueeze(0)).to(cost.dtype)
@@ -280,7 +278,7 @@ def gaussian_kl(
     *,
     covariance: Covariance = "diagonal",
     direction: Literal["student_teacher", "teacher_student"] = "student_teacher",
-    ridge: float = GAUSSIAN_KL_RIDGE,
+    ridge: Annotated[float, NON_NEGATIVE] = GAUSSIAN_KL_RIDGE,
 ) -> Tensor:
     """KL divergence between Gaussians fitted to the two batches (KD²M's KL(G)).
 
@@ -304,8 +302,6 @@ def gaussian_kl(
     student, teacher = _as_float(student_features, teacher_features)
     _check_choice("gaussian_kl", "covariance", covariance, COVARIANCES)
     _check_choice("gaussian_kl", "direction", direction, ("student_teacher", "teacher_student"))
-    if not ridge >= 0:
-        raise ConfigError(f"gaussian_kl ridge must be ≥ 0, got {ridge}")
     mean_s, cov_s = fit_gaussian(student, covariance)
     mean_t, cov_t = fit_gaussian(teacher, covariance)
     if direction == "student_teacher":

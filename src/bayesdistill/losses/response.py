@@ -9,12 +9,14 @@ a temperature T is therefore applied to them as ``p^(1/T) / Σ_j p_j^(1/T)``, wh
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from bayesdistill.errors import ConfigError, DataError
-from bayesdistill.losses.checks import checked_loss
+from bayesdistill.losses.checks import POSITIVE, UNIT_INTERVAL, checked_loss
 
 PROB_FLOOR = 1e-12
 """Teacher probabilities are clamped to at least this before logs (exact zeros allowed)."""
@@ -90,8 +92,8 @@ def kd(
     teacher_probs: Tensor | None,
     targets: Tensor,
     *,
-    alpha: float = 0.5,
-    temperature: float = 4.0,
+    alpha: Annotated[float, UNIT_INTERVAL] = 0.5,
+    temperature: Annotated[float, POSITIVE] = 4.0,
 ) -> Tensor:
     """Hinton KD: (1 − α)·CE(z, y) + α·T²·KL(p_T^(T) ‖ softmax(z/T)).
 
@@ -100,10 +102,6 @@ def kd(
     scale of the soft term independent of T (Hinton, Vinyals & Dean 2015). α = 0 is plain
     cross-entropy; α = 1, T = 1 has the gradients of `soft_ce`.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"kd alpha must lie in [0, 1], got {alpha}")
-    if temperature <= 0:
-        raise ConfigError(f"kd temperature must be positive, got {temperature}")
     teacher = require_teacher_probs(teacher_probs, "kd") if alpha > 0.0 else None
     if teacher is None:
         return F.cross_entropy(student_logits, targets)

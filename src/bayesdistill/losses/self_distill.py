@@ -14,13 +14,13 @@ variate whose best λ grows with the teacher's quality.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayesdistill.errors import ConfigError
-from bayesdistill.losses.checks import checked_loss
+from bayesdistill.losses.checks import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, checked_loss
 from bayesdistill.losses.response import linear_warmup, require_teacher_probs, temper_probs
 
 
@@ -30,9 +30,9 @@ def self_distill(
     teacher_probs: Tensor | None,
     targets: Tensor,
     *,
-    lam: float = 0.7,
-    ramp_epochs: float = 0.0,
-    temperature: float = 1.0,
+    lam: Annotated[float, UNIT_INTERVAL] = 0.7,
+    ramp_epochs: Annotated[float, NON_NEGATIVE] = 0.0,
+    temperature: Annotated[float, POSITIVE] = 1.0,
     epoch: float = math.inf,
 ) -> Tensor:
     """Mixed-label cross-entropy: (1 − λ)·CE(z, y) + λ·CE(z, p_T) (Safaryan et al. 2023).
@@ -57,14 +57,6 @@ def self_distill(
     The default λ = 0.7 (T = 1, no ramp) is Safaryan et al.'s setting for MNIST; this loss has
     no published CIFAR-100 recipe.
     """
-    if not 0.0 <= lam <= 1.0:
-        raise ConfigError(f"self_distill lam must lie in [0, 1], got {lam}")
-    if ramp_epochs < 0:
-        raise ConfigError(
-            f"self_distill ramp_epochs must be non-negative (0: none), got {ramp_epochs}"
-        )
-    if temperature <= 0:
-        raise ConfigError(f"self_distill temperature must be positive, got {temperature}")
     if lam == 0.0:
         return F.cross_entropy(student_logits, targets)
     teacher = require_teacher_probs(teacher_probs, "self_distill")

@@ -14,12 +14,13 @@ exact for any teacher, Bayesian or not.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayesdistill.errors import ConfigError
-from bayesdistill.losses.checks import checked_loss
+from bayesdistill.losses.checks import NON_NEGATIVE, POSITIVE, checked_loss
 from bayesdistill.losses.response import require_teacher_probs
 
 
@@ -29,8 +30,8 @@ def wttm(
     teacher_probs: Tensor | None,
     targets: Tensor,
     *,
-    gamma: float = 0.1,
-    beta: float = 4.0,
+    gamma: Annotated[float, POSITIVE] = 0.1,
+    beta: Annotated[float, NON_NEGATIVE] = 4.0,
 ) -> Tensor:
     """WTTM: CE + β·mean_i[U_i·KL(p_i^γ/U_i ‖ softmax(z_i))], U_i = Σ_j p_ij^γ (ICLR 2024).
 
@@ -52,10 +53,6 @@ def wttm(
     an exact zero of p̂ and adds nothing to U. (Clamping at a floor first, as `temper_probs`
     does, would not do here: at γ = 0.1 a floor of 1e-12 becomes 0.06 per class.)
     """
-    if gamma <= 0:
-        raise ConfigError(f"wttm gamma must be positive (gamma = 1/T), got {gamma}")
-    if beta < 0:
-        raise ConfigError(f"wttm beta must be non-negative, got {beta}")
     teacher = require_teacher_probs(teacher_probs, "wttm")
     log_powered = gamma * teacher.clamp_min(0.0).log()
     log_norm = torch.logsumexp(log_powered, dim=1, keepdim=True)

@@ -51,8 +51,7 @@ MOST = 0.5
 """Claim (b): cross-fitting closes "most" of the gap when it closes at least this fraction."""
 KIND_OPTIONS: dict[str, dict[str, Any]] = {"laplace": {"prior_precision": "marglik"}}
 """Options of the teacher kinds. Laplace: prior precision by marginal likelihood, as the
-paper's teachers (the default grid search on validation NLL picks the grid's largest
-precision on this mixture, which makes the Laplace teacher the deterministic one)."""
+paper's teachers."""
 SUBSET_STREAM = 31
 TEACHER_INIT_STREAM = 32
 TEACHER_BATCH_STREAM = 33
