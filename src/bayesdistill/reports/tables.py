@@ -122,12 +122,10 @@ def markdown(
             lines += ["", *_tuning_table(results, loss, kinds)]
         lines += ["", *_literature_table(results, loss, kinds), ""]
         lines += findings(loss_differences(results, loss, kinds, method, bootstrap_seed), loss)
-    predicted = predictor_section(results, distilled, bootstrap_seed=bootstrap_seed)
-    if predicted:
-        lines += [*predicted]
     distances = _teacher_distance_table(results, seeds)
     if distances:
         lines += [distances, ""]
+    lines += predictor_section(results, distilled, bootstrap_seed=bootstrap_seed)
     lines.append(
         "Conventions: ECE uses "
         f"{ECE_BINS} equal-width top-label confidence bins (lo, hi], L1 (Guo et al. 2017); NLL "
