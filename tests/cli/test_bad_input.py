@@ -288,7 +288,8 @@ def test_a_missing_config_and_a_bad_override(installed_bayesdistill, tmp_path):
         (("studyy",), "No such command 'studyy'"),
         (("study", "c.yaml", "--seed", "1"), "No such option: --seed"),
         (("teacher", "c.yaml", "--seed"), "Option '--seed' requires an argument"),
-        (("teacher", "c.yaml", "--seed", "x"), "Invalid value for '--seed'"),
+        (("teacher", "c.yaml", "--seed", "abc"), "--seed': a seed is a whole number, got 'abc'"),
+        (("distill", "c.yaml", "--seed", "1.5"), "a seed is a whole number, got '1.5'"),
     ],
 )
 def test_usage_errors_show_usage_without_click(installed_bayesdistill, tmp_path, args, message):
@@ -296,3 +297,27 @@ def test_usage_errors_show_usage_without_click(installed_bayesdistill, tmp_path,
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Usage:" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_public_losses_refuse_non_finite_logits(installed_bayesdistill, tmp_path):
+    """The installed package's soft_ce and kd on NaN / inf logits: a DataError naming the
+    row, not a silent NaN."""
+    code = (
+        "import math, torch\n"
+        "from bayesdistill.errors import DataError\n"
+        "from bayesdistill.losses import kd, soft_ce\n"
+        "teacher = torch.full((3, 4), 0.25)\n"
+        "for loss, bad in ((soft_ce, math.nan), (kd, math.inf)):\n"
+        "    logits = torch.zeros(3, 4)\n"
+        "    logits[1, 2] = bad\n"
+        "    try:\n"
+        "        print('value', float(loss(logits, teacher, torch.tensor([0, 1, 2]))))\n"
+        "    except DataError as exc:\n"
+        "        print('refused:', exc)\n"
+    )
+    result = installed_bayesdistill.run_python(code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("refused: ") for line in lines), lines
+    assert "loss 'soft_ce': student logits must be finite" in lines[0] and "row 1" in lines[0]
+    assert "loss 'kd': student logits must be finite" in lines[1]

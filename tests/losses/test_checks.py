@@ -177,7 +177,19 @@ def _bad_logits(name: str):
         (torch.zeros(BATCH, num_classes, 1), r"must have shape \(B, C\).*\(6, \d, 1\)"),
         (torch.zeros(BATCH, num_classes, dtype=torch.long), "must be floating point.*int64"),
         ([[0.0] * num_classes] * BATCH, "student logits must be a torch.Tensor, got list"),
+        (
+            _poisoned(num_classes, 2, math.nan),
+            r"must be finite, got \[nan.*in row 2 \(1 non-finite",
+        ),
+        (_poisoned(num_classes, 4, -math.inf), r"must be finite, got \[-inf.*in row 4"),
     ]
+
+
+def _poisoned(num_classes: int, row: int, value: float) -> torch.Tensor:
+    """Zero logits with one non-finite value in ``row`` (a NaN made every loss NaN)."""
+    logits = torch.zeros(BATCH, num_classes, dtype=torch.float64)
+    logits[row, 0] = value
+    return logits
 
 
 @pytest.mark.parametrize("name", RESPONSE)

@@ -5,7 +5,7 @@ tensors it is given, raising `DataError` (or `ConfigError`) that names the loss,
 given and what is allowed, and then calls the raw implementation with the same arguments.
 What is checked (``B`` examples, ``C`` classes, ``D`` feature dimensions):
 
-- logits: ``(B, C)``, floating point, B ≥ 1 and C ≥ 1;
+- logits: ``(B, C)``, floating point, B ≥ 1 and C ≥ 1, finite;
 - labels (when the loss uses them): ``(B,)``, int64, values in ``[0, C)``;
 - teacher probabilities (when the loss uses them and they are given): ``(B, C)`` like the
   logits, floating point, finite, non-negative, every row summing to 1 within
@@ -148,6 +148,14 @@ def check_logits(logits: Tensor, where: str, what: str = "student logits") -> tu
         raise DataError(
             f"{where}: {what} must hold at least one example and one class, got shape "
             f"{tuple(logits.shape)}"
+        )
+    finite = torch.isfinite(logits.detach())
+    if not bool(finite.all()):  # a NaN logit would make the loss NaN without a word
+        row = int((~finite).any(dim=1).nonzero()[0, 0])
+        raise DataError(
+            f"{where}: {what} must be finite, got {logits[row].detach().tolist()[:8]} in row "
+            f"{row} ({int((~finite).sum())} non-finite values in all); the network diverged "
+            "or its input holds NaN or inf"
         )
     return batch, num_classes
 
