@@ -321,3 +321,37 @@ def test_public_losses_refuse_non_finite_logits(installed_bayesdistill, tmp_path
     assert len(lines) == 2 and all(line.startswith("refused: ") for line in lines), lines
     assert "loss 'soft_ce': student logits must be finite" in lines[0] and "row 1" in lines[0]
     assert "loss 'kd': student logits must be finite" in lines[1]
+
+
+FEATURE_LOSS = {"label": "w2", "terms": [{"name": "onehot_ce"}, {"name": "w2_empirical"}]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragments"),
+    [
+        (
+            {"student": {**TINY["student"], "model": {"name": "mlp", "hidden": [8]},
+                         "losses": [FEATURE_LOSS]}},
+            ["student loss 'w2' has feature terms", "student 'mlp' has D = 8",
+             "teacher 'mlp' D = 16"],
+        ),
+        (
+            {"teachers": ["none", {"name": "ensemble", "members": 2}],
+             "student": {**TINY["student"], "model": {"name": "mlp", "hidden": [16]},
+                         "losses": [FEATURE_LOSS]}},
+            ["student loss 'w2' has feature terms", "teacher 'ensemble' is of kind 'ensemble'",
+             "no single network"],
+        ),
+    ],
+    ids=["feature-dimensions", "ensemble-teacher"],
+)  # fmt: skip
+def test_feature_terms_that_cannot_work_are_refused_before_the_run(
+    installed_bayesdistill, tmp_path, changes, fragments
+):
+    changes = {"teacher": {**TINY["teacher"], "model": {"name": "mlp", "hidden": [16]}}, **changes}
+    out = tmp_path / "run"
+    result = installed_bayesdistill.run(
+        "study", str(_config(tmp_path, **changes)), "--out", str(out), cwd=tmp_path
+    )
+    _fails(result, *fragments)
+    assert not out.exists()

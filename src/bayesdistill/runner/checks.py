@@ -19,6 +19,7 @@ from torch import nn
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, ModelConfig
 from bayesdistill.data import DataSplits
 from bayesdistill.errors import BayesDistillError, ConfigError, DataError
+from bayesdistill.losses import loss_kind
 from bayesdistill.models import ModelSpec, create_model
 from bayesdistill.models.checkpoints import check_teacher_checkpoint
 from bayesdistill.runner.students import student_indices
@@ -151,5 +152,57 @@ def check_experiment(
                 config.teacher.model.options,
             )
     check_network_fits(config.student.model, splits, "student.model")
+    check_feature_terms(config, splits)
     for seed in config.seeds if seeds is None else seeds:
         student_indices(config.student, splits, seed)
+
+
+NO_SINGLE_NETWORK = frozenset({"ensemble", "exact_bcp", "noisy_bcp"})
+"""Teacher kinds without one network whose penultimate features could stand for theirs
+(`bayesdistill.train.features.feature_network` refuses them; so are cross-fitted kinds)."""
+
+
+def check_feature_terms(config: ExperimentConfig, splits: DataSplits) -> None:
+    """Student losses with feature terms (KD²M's distances) need, for every teacher kind they
+    apply to, a teacher with one network and penultimate features of the student's
+    dimension: a `ConfigError` naming the loss, the kind, or both dimensions otherwise."""
+    featured = [
+        loss
+        for loss in config.student.losses
+        if loss.terms is not None and any(loss_kind(t.name) == "feature" for t in loss.terms)
+    ]
+    if not featured:
+        return
+    for loss in featured:
+        for kind in config.teachers:
+            if kind.name == NO_TEACHER or not loss.applies_to(kind.key):
+                continue
+            if kind.name in NO_SINGLE_NETWORK or kind.cross_fit is not None:
+                what = "cross-fitted (K networks)" if kind.cross_fit else f"of kind '{kind.name}'"
+                raise ConfigError(
+                    f"student loss '{loss.key}' has feature terms, which compare the student's "
+                    f"penultimate features with the teacher's, but teacher '{kind.key}' is "
+                    f"{what} and has no single network to take them from; restrict the loss "
+                    f"to other teachers (teachers: [...]) or drop its feature terms"
+                )
+    dims = {
+        where: _feature_dim(model, splits)
+        for where, model in (("student", config.student.model), ("teacher", config.teacher.model))
+    }
+    if None not in dims.values() and dims["student"] != dims["teacher"]:
+        raise ConfigError(
+            f"student loss '{featured[0].key}' has feature terms, which compare penultimate "
+            f"features, but the student '{config.student.model.name}' has D = "
+            f"{dims['student']} and the teacher '{config.teacher.model.name}' D = "
+            f"{dims['teacher']}; choose networks with equal feature dimensions (KD²M: "
+            "ResNet34 → ResNet18, both 512-d)"
+        )
+
+
+def _feature_dim(model: ModelConfig, splits: DataSplits) -> int | None:
+    """The penultimate feature dimension of ``model`` on the data (built on meta)."""
+    with torch.device("meta"):
+        network = create_model(
+            model.name, tuple(splits.input_shape), splits.num_classes, **model.options
+        )
+    return getattr(getattr(network, "head", None), "in_features", None)
