@@ -209,6 +209,7 @@ class TeacherAdvice:
         uses_validation: kinds that fit something on the validation set, whose held-out
             scores are therefore slightly optimistic.
         cross_fitted: kinds whose training targets are already cross-fitted.
+        exact: the kinds by exact E KL(p* ‖ p) on validation data, where p* is known.
     """
 
     ranking: Ranking
