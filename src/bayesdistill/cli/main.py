@@ -185,14 +185,37 @@ ExecutorOpt = Annotated[
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
-        "--workers", help="Worker processes (processes) or CPUs (local Ray).", show_default=False
+        "--workers",
+        help="Worker processes (processes) or CPUs (local Ray). Default: devices × "
+        "--units-per-device where that is given, else 2.",
+        show_default=False,
     ),
 ]
 DevicesOpt = Annotated[
     str | None,
     typer.Option(
         "--devices",
-        help="Devices of the workers, comma-separated (e.g. cuda:0,cuda:1 or cpu).",
+        help="Devices of the workers, comma-separated (e.g. cuda:0,cuda:1 or cpu); worker i "
+        "runs on the (i mod n)-th.",
+        show_default=False,
+    ),
+]
+UnitsPerDeviceOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--units-per-device",
+        help="processes: K workers on each device of --devices, so K units share a GPU "
+        "(cuda:0,cuda:1 with 4: 8 workers). --workers, if given too, must equal devices × K. "
+        "On CUDA a unit starts beside others only where the memory it needs is free.",
+        show_default=False,
+    ),
+]
+GpusPerUnitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--gpus-per-unit",
+        help="ray: the share of a GPU each unit asks for, in (0, 1] (0.25: four units per "
+        "GPU). Default: 1 on CUDA.",
         show_default=False,
     ),
 ]
@@ -207,9 +230,16 @@ AddressOpt = Annotated[
 
 
 def _executor_overrides(
-    executor: str | None, workers: int | None, devices: str | None, address: str | None
+    executor: str | None,
+    workers: int | None,
+    devices: str | None,
+    address: str | None,
+    units_per_device: int | None = None,
+    gpus_per_unit: float | None = None,
 ) -> list[str]:
-    """The executor flags as config overrides of runtime.executor (validated there)."""
+    """The executor flags as config overrides of runtime.executor (validated there).
+    --units-per-device sizes the pool itself: without --workers it clears a ``workers``
+    count from the config file."""
     from bayesdistill.runner.executors import parse_devices
 
     out = []
@@ -217,8 +247,14 @@ def _executor_overrides(
         out.append(f"runtime.executor.name={executor}")
     if workers is not None:
         out.append(f"runtime.executor.workers={workers}")
+    elif units_per_device is not None:
+        out.append("runtime.executor.workers=null")
     if devices is not None:
         out.append(f"runtime.executor.devices=[{', '.join(parse_devices(devices))}]")
+    if units_per_device is not None:
+        out.append(f"runtime.executor.units_per_device={units_per_device}")
+    if gpus_per_unit is not None:
+        out.append(f"runtime.executor.gpus_per_unit={gpus_per_unit!r}")
     if address is not None:
         out.append(f"runtime.executor.address={address}")
     return out
@@ -234,10 +270,14 @@ def study(
     executor: ExecutorOpt = None,
     workers: WorkersOpt = None,
     devices: DevicesOpt = None,
+    units_per_device: UnitsPerDeviceOpt = None,
+    gpus_per_unit: GpusPerUnitOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """For each seed: one teacher network, every teacher kind, one student per kind; tables and plots."""
-    extra = _executor_overrides(executor, workers, devices, address)
+    extra = _executor_overrides(
+        executor, workers, devices, address, units_per_device, gpus_per_unit
+    )
     _run_study(_load(config, [*(overrides or []), *extra]), out, resume, progress)
 
 
@@ -250,10 +290,14 @@ def quickstart(
     executor: ExecutorOpt = None,
     workers: WorkersOpt = None,
     devices: DevicesOpt = None,
+    units_per_device: UnitsPerDeviceOpt = None,
+    gpus_per_unit: GpusPerUnitOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """The shipped MNIST-1D study (configs/quickstart.yaml): CPU, a few minutes."""
-    extra = _executor_overrides(executor, workers, devices, address)
+    extra = _executor_overrides(
+        executor, workers, devices, address, units_per_device, gpus_per_unit
+    )
     with resources.as_file(resources.files("bayesdistill") / "configs" / QUICKSTART) as path:
         config = _load(path, [*(overrides or []), *extra])
     _run_study(config, out, resume, progress)

@@ -8,9 +8,13 @@ the executor only decides where and when:
 - `LocalExecutor`: in this process, one unit after the other (the default);
 - `ProcessExecutor`: N worker processes on this machine, each pinned to a device from a
   list and to its share of the CPU threads; a worker that dies (killed, out of memory) is
-  replaced, and the unit it was running is reported failed;
+  replaced, and the unit it was running is reported failed. Several workers may share a
+  GPU: a unit starts beside others only where its worker finds the memory it needs free,
+  and a unit that runs out of GPU memory beside others is rerun once, alone
+  (`bayesdistill.runner.packing`);
 - `RayExecutor`: the units as Ray tasks with their dependencies, on a running cluster
-  (``address``) or a local one; one GPU per task where the study runs on CUDA.
+  (``address``) or a local one; one GPU per task where the study runs on CUDA, or a share
+  of one (``gpus_per_task=0.25``: four tasks per GPU).
 
 A unit that fails (an exception, a killed worker) is reported with its name and the end
 of its log; the units that do not depend on it go on, and a rerun with ``--resume``
@@ -33,6 +37,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bayesdistill.errors import BayesDistillError, ConfigError
+from bayesdistill.runner.packing import (
+    GIB,
+    CudaMemory,
+    DeviceBudget,
+    DeviceMemory,
+    has_room,
+    is_out_of_memory,
+)
 
 log = logging.getLogger("bayesdistill")
 
@@ -41,6 +53,9 @@ UnitRunner = Callable[["Unit", "Placement"], None]
 
 LOG_TAIL_LINES = 20
 POLL_SECONDS = 0.2
+
+FINISHED, FAILED, OUT_OF_MEMORY, HELD, DIED = "finished", "failed", "out_of_memory", "held", "died"
+"""What a pool worker answers for a unit (DIED: what the pool concludes when it answers nothing)."""
 
 
 class StudyFailedError(BayesDistillError):
@@ -134,6 +149,10 @@ class _Progress:
         if self.done == self.total:
             self._log()
 
+    def back(self, name: str) -> None:
+        """``name`` did not start after all (it waits, or runs again)."""
+        self.running.discard(name)
+
     def _log(self) -> None:
         running = ", ".join(sorted(self.running)) or "-"
         log.info("units %d/%d finished; running: %s", self.done, self.total, running)
@@ -204,9 +223,20 @@ class LocalExecutor:
                     graph.finished(unit.name)
 
 
-def _worker(placement: Placement, connection: Any, runner: UnitRunner, log_level: int) -> None:
-    """A pool worker: run the units sent on ``connection`` until None, answer each. Its
-    bayesdistill log goes to stderr at the parent's level, as the parent's would."""
+def _worker(
+    placement: Placement,
+    connection: Any,
+    runner: UnitRunner,
+    log_level: int,
+    memory: DeviceMemory,
+) -> None:
+    """A pool worker: run the units sent on ``connection`` until None, answer each with
+    (event, unit name, log tail, bytes). Before a unit sent with the free bytes it requires,
+    look at the device: too little free, answer HELD with the bytes found instead of running
+    it; after a unit, answer with its peak memory and hand the cached memory back to the
+    device. After running out of GPU memory the worker ends (the pool starts a fresh one,
+    and the device gets back all this process held). Its bayesdistill log goes to stderr at
+    the parent's level, as the parent's would."""
     logger = logging.getLogger("bayesdistill")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
@@ -218,50 +248,82 @@ def _worker(placement: Placement, connection: Any, runner: UnitRunner, log_level
         import torch
 
         torch.set_num_threads(placement.threads)
+    device = placement.device
     while True:
-        unit = connection.recv()
-        if unit is None:
+        message = connection.recv()
+        if message is None:
             return
+        unit, required = message
+        if required is not None:
+            free = memory.free_bytes(device)
+            if not has_room(required, free):
+                connection.send((HELD, unit.name, "", free))
+                continue
+        memory.reset_peak(device)
+        event, text = FINISHED, ""
         try:
             runner(unit, placement)
-        except BaseException:  # report everything, a KeyboardInterrupt in a worker included
-            connection.send(("failed", unit.name, traceback.format_exc()))
-        else:
-            connection.send(("finished", unit.name, ""))
+        except BaseException as exc:  # report everything, a KeyboardInterrupt included
+            event = OUT_OF_MEMORY if is_out_of_memory(exc) else FAILED
+            text = traceback.format_exc()
+        peak = memory.peak_bytes(device) if event == FINISHED else None
+        memory.release(device)
+        connection.send((event, unit.name, text, peak))
+        if event == OUT_OF_MEMORY:
+            return
 
 
 @dataclass
 class _Worker:
     process: Any
     connection: Any
-    unit: str | None = None
+    unit: Unit | None = None
 
 
 class ProcessExecutor:
     """N worker processes on this machine (spawned, so CUDA works in them).
 
     Worker i runs on ``devices[i % len(devices)]`` with ``threads`` CPU threads (default:
-    the CPU count divided among the workers). Units are handed to idle workers as their
-    dependencies finish, each worker over its own pipe, so a worker that dies (killed, out
-    of memory) takes down nothing else: it is replaced, and its unit reported failed.
+    the CPU count divided among the workers), so ``workers = len(devices) * K`` puts K
+    workers on each device. Units are handed to idle workers as their dependencies finish,
+    each worker over its own pipe, so a worker that dies (killed, out of memory) takes down
+    nothing else: it is replaced, and its unit reported failed.
+
+    Workers sharing a device share its memory (`bayesdistill.runner.packing`): a unit
+    starts beside others only where its worker finds free what it needs (``unit_memory_gib``
+    GiB, or else the peak measured of a unit like it), otherwise it waits until a unit on
+    that device ends; a unit that runs out of GPU memory beside others is rerun once, alone
+    on its device, after they end. ``memory`` measures the devices (default: `CudaMemory`,
+    which measures CUDA devices only; elsewhere units start unchecked).
     """
 
     def __init__(
-        self, workers: int, devices: Sequence[str] = ("auto",), threads: int | None = None
+        self,
+        workers: int,
+        devices: Sequence[str] = ("auto",),
+        threads: int | None = None,
+        *,
+        unit_memory_gib: float | None = None,
+        memory: DeviceMemory | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         if not devices:
             raise ConfigError("devices must name at least one device, e.g. cpu or cuda:0")
+        if unit_memory_gib is not None and not unit_memory_gib > 0:
+            raise ConfigError(f"unit_memory_gib must be > 0 GiB, got {unit_memory_gib}")
         self.workers = workers
         self.devices = list(devices)
         self.threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
+        self.unit_bytes = None if unit_memory_gib is None else int(unit_memory_gib * GIB)
+        self.memory = memory if memory is not None else CudaMemory()
 
     def placement(self, index: int) -> Placement:
         return Placement(self.devices[index % len(self.devices)], self.threads)
 
     def run(self, units: Sequence[Unit], runner: UnitRunner) -> Outcome:
         graph = _Graph(units)
+        budget = DeviceBudget(self.unit_bytes)
         context = mp.get_context("spawn")
         log_level = logging.getLogger("bayesdistill").getEffectiveLevel()
 
@@ -269,26 +331,42 @@ class ProcessExecutor:
             mine, theirs = context.Pipe()
             process = context.Process(
                 target=_worker,
-                args=(self.placement(index), theirs, runner, log_level),
+                args=(self.placement(index), theirs, runner, log_level, self.memory),
                 daemon=True,
             )
             process.start()
             theirs.close()
             return _Worker(process, mine)
 
+        shares = [self.placement(i).device for i in range(self.workers)]
+        log.info(
+            "pool: %d workers (%s), %d CPU threads each",
+            self.workers,
+            ", ".join(f"{d} ×{shares.count(d)}" for d in dict.fromkeys(shares)),
+            self.threads,
+        )
         workers = [start(i) for i in range(self.workers)]
         ready: list[Unit] = []
+        reruns: set[str] = set()
         try:
             while True:
                 ready += graph.ready()
-                for worker in workers:
-                    if worker.unit is None and ready:
-                        unit = ready.pop(0)
-                        worker.unit = unit.name
-                        worker.connection.send(unit)
-                        graph.progress.start(unit.name)
+                for index, worker in enumerate(workers):
+                    if worker.unit is not None:
+                        continue
+                    device = self.placement(index).device
+                    unit = next((u for u in ready if budget.may_start(u, device)), None)
+                    if unit is None:
+                        continue
+                    ready.remove(unit)
+                    worker.unit = unit
+                    worker.connection.send((unit, budget.required(unit, device)))
+                    budget.started(unit, device)
+                    graph.progress.start(unit.name)
                 busy = [w for w in workers if w.unit is not None]
-                if not busy and not ready:
+                if not busy:
+                    if ready:  # cannot happen: an empty device takes any unit
+                        raise RuntimeError(f"no worker may start {[u.name for u in ready]}")
                     return graph.outcome
                 signals = [w.connection for w in busy] + [w.process.sentinel for w in busy]
                 mp.connection.wait(signals, timeout=POLL_SECONDS * 25)
@@ -297,21 +375,58 @@ class ProcessExecutor:
                         continue
                     if worker.connection.poll():
                         try:
-                            event, name, text = worker.connection.recv()
+                            event, _, text, number = worker.connection.recv()
                         except (EOFError, OSError):
-                            event, name, text = "died", worker.unit, ""
+                            event, text, number = DIED, "", None
                     elif not worker.process.is_alive():
-                        event, name = "died", worker.unit
+                        event, text, number = DIED, "", None
                     else:
                         continue
-                    worker.unit = None
-                    if event == "finished":
-                        graph.finished(name)
-                    elif event == "failed":
-                        graph.failed(name, text)
+                    unit, worker.unit = worker.unit, None
+                    device = self.placement(index).device
+                    if event == HELD:
+                        budget.held(unit, device, number)
+                        graph.progress.back(unit.name)
+                        ready.insert(0, unit)
+                        log.info(
+                            "unit %s waits for memory: %.1f GiB free on %s, it needs %.1f "
+                            "GiB; it starts when a unit there ends",
+                            unit.name,
+                            number / GIB,
+                            device,
+                            (budget.need(unit) or 0) / GIB,
+                        )
+                        continue
+                    if event == OUT_OF_MEMORY:
+                        others = [n for n in budget.running_on(device) if n != unit.name]
+                        worker.process.join(timeout=10)  # it ends itself, freeing its memory
+                        if worker.process.is_alive():
+                            worker.process.terminate()
+                        workers[index] = start(index)
+                        if budget.out_of_memory(unit, device):
+                            reruns.add(unit.name)
+                            graph.progress.back(unit.name)
+                            ready.insert(0, unit)
+                            log.warning(
+                                "unit %s ran out of GPU memory on %s beside %s; it reruns "
+                                "alone there once they end",
+                                unit.name,
+                                device,
+                                ", ".join(others) or "other units",
+                            )
+                        else:
+                            graph.failed(
+                                unit.name, text + _out_of_memory_note(unit, device, reruns)
+                            )
+                        continue
+                    budget.ended(unit, device, number if event == FINISHED else None)
+                    if event == FINISHED:
+                        graph.finished(unit.name)
+                    elif event == FAILED:
+                        graph.failed(unit.name, text)
                     else:
                         graph.failed(
-                            name,
+                            unit.name,
                             f"the worker process running it died (exit code "
                             f"{worker.process.exitcode}: killed, or out of memory)",
                         )
@@ -328,12 +443,27 @@ class ProcessExecutor:
                     worker.process.terminate()
 
 
+def _out_of_memory_note(unit: Unit, device: str, reruns: set[str]) -> str:
+    """The last line of the report of a unit that ran out of GPU memory for good."""
+    if unit.name in reruns:
+        return (
+            f"\nit ran out of GPU memory on {device} beside other units, and again when rerun "
+            "alone there: lower its batch size or network width"
+        )
+    return (
+        f"\nit ran out of GPU memory on {device} with no other unit there: lower its batch "
+        "size or network width"
+    )
+
+
 class RayExecutor:
     """The units as Ray tasks, each waiting for the tasks of its dependencies.
 
     ``address``: a running cluster to join (``ray.init(address=...)``); None starts a local
-    one with ``num_cpus`` CPUs. Each task asks for ``cpus_per_task`` CPUs and, when the
-    study runs on CUDA, one GPU.
+    one with ``num_cpus`` CPUs (and ``num_gpus`` GPUs; None: the ones Ray finds). Each task
+    asks for ``cpus_per_task`` CPUs and ``gpus_per_task`` GPUs (`task_options`): 0 runs the
+    units on the CPU, 1 on a GPU of their own, a share such as 0.25 packs four units on a
+    GPU (Ray does not look at memory: the share must leave each unit what it needs).
     """
 
     def __init__(
@@ -341,6 +471,7 @@ class RayExecutor:
         address: str | None = None,
         *,
         num_cpus: int | None = None,
+        num_gpus: int | None = None,
         cpus_per_task: int = 1,
         gpus_per_task: float = 0.0,
     ) -> None:
@@ -351,10 +482,22 @@ class RayExecutor:
                 "executor 'ray' needs Ray, which is not installed; install it with "
                 "pip install -e \".[ray]\" (or pip install 'ray>=2.9')"
             ) from None
+        if not 0 <= gpus_per_task <= 1:  # NaN fails the comparison too
+            raise ConfigError(
+                f"gpus_per_task must be 0 (the CPU) or a share of one GPU in (0, 1], e.g. 0.25 "
+                f"for four units per GPU (a unit runs on one GPU), got {gpus_per_task}"
+            )
+        if cpus_per_task < 1:
+            raise ConfigError(f"cpus_per_task must be >= 1, got {cpus_per_task}")
         self.address = address
         self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
         self.cpus_per_task = cpus_per_task
         self.gpus_per_task = gpus_per_task
+
+    def task_options(self) -> dict[str, Any]:
+        """The resources each unit's task asks Ray for (``.options()`` of the task)."""
+        return {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus_per_task, "max_retries": 0}
 
     def run(self, units: Sequence[Unit], runner: UnitRunner) -> Outcome:
         import ray
@@ -365,15 +508,16 @@ class RayExecutor:
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if self.address is not None:
                 options["address"] = self.address
-            elif self.num_cpus is not None:
-                options["num_cpus"] = self.num_cpus
+            else:
+                if self.num_cpus is not None:
+                    options["num_cpus"] = self.num_cpus
+                if self.num_gpus is not None:
+                    options["num_gpus"] = self.num_gpus
             ray.init(**options)
         placement = Placement(
             "cuda" if self.gpus_per_task > 0 else "cpu", threads=self.cpus_per_task
         )
-        remote = ray.remote(_ray_task).options(
-            num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=0
-        )
+        remote = ray.remote(_ray_task).options(**self.task_options())
         refs: dict[str, Any] = {}
         names: dict[Any, str] = {}
         try:

@@ -72,13 +72,19 @@ def config_values(config: ExperimentConfig) -> dict:
 def make_executor(config: ExecutorConfig, device: torch.device) -> Executor:
     """The executor a config asks for."""
     if config.name is ExecutorName.PROCESSES:
-        return ProcessExecutor(config.workers, config.devices, config.threads)
+        return ProcessExecutor(
+            config.pool_size(),
+            config.devices,
+            config.threads,
+            unit_memory_gib=config.unit_memory_gib,
+        )
     if config.name is ExecutorName.RAY:
+        gpus = config.gpus_per_unit if config.gpus_per_unit is not None else 1.0
         return RayExecutor(
             config.address,
-            num_cpus=None if config.address else config.workers,
+            num_cpus=None if config.address else config.pool_size(),
             cpus_per_task=config.threads or 1,
-            gpus_per_task=1.0 if device.type == "cuda" else 0.0,
+            gpus_per_task=gpus if device.type == "cuda" else 0.0,
         )
     return LocalExecutor()
 
