@@ -114,7 +114,7 @@ def test_a_declared_range_is_checked_with_the_option():
     }
     refused = [
         ({"factor": 1.5}, r"scaler 'scale': factor must lie in \[0, 1\], got 1.5"),
-        ({"factor": float("nan")}, r"factor must lie in \[0, 1\], got nan"),
+        ({"factor": float("nan")}, r"option 'factor' is NaN; it must lie in \[0, 1\]"),
         ({"power": 0}, r"power must lie in \(0, inf\) \(positive\), got 0.0"),
         (
             {"steps": [1.0, -2.0]},

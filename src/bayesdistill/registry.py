@@ -73,6 +73,8 @@ class Range:
     def check(self, name: str, value: object, where: str) -> None:
         """Raise `ConfigError` naming ``where``, the option, its range and the value when
         ``value`` is outside this range."""
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"{where}: option '{name}' is NaN; it {self.describe()}")
         if value not in self:
             raise ConfigError(f"{where}: {name} {self.describe()}, got {value!r}")
 

@@ -36,7 +36,7 @@ def test_list_shows_every_registered_name():
     for registry in (DATASETS, MODELS, TEACHERS, LOSSES, AUGMENTATIONS):
         for name in registry.names():
             assert f"  {name} " in result.output
-    assert "alpha: float = 0.5" in result.output
+    assert "alpha: float in [0, 1] = 0.5" in result.output
     assert "none" in result.output
 
 
