@@ -37,7 +37,20 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder of the 
 ResumeOpt = Annotated[
     bool, typer.Option("--resume", help="Continue a killed run in --out where it stopped.")
 ]
-SeedOpt = Annotated[int | None, typer.Option(help="Seed (default: the config's first seed).")]
+
+
+def _seed(text: str) -> int:
+    """A seed from the command line: a whole number, or an error that repeats the text."""
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"a seed is a whole number, got {text!r}") from None
+
+
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(parser=_seed, metavar="INT", help="Seed (default: the config's first seed)."),
+]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")]
 
 QUICKSTART = "quickstart.yaml"
