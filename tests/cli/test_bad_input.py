@@ -355,3 +355,33 @@ def test_feature_terms_that_cannot_work_are_refused_before_the_run(
     )
     _fails(result, *fragments)
     assert not out.exists()
+
+
+def test_a_failed_unit_shows_its_error_and_keeps_its_traceback_in_its_log(
+    installed_bayesdistill, tmp_path
+):
+    """A unit that fails inside (here: training diverges) is reported by its error message;
+    the traceback is in the unit's log, and on the console only under --debug."""
+    diverging = {**TINY["teacher"], "train": {"epochs": 2, "batch_size": 32, "lr": 1.0e12}}
+    config = _config(tmp_path, teacher=diverging)
+    plain = installed_bayesdistill.run(
+        "study", str(config), "--out", str(tmp_path / "a"), "--no-progress", cwd=tmp_path
+    )
+    _fails(plain, "- seed_0/network:", "FloatingPointError: seed 0 teacher network: loss became")
+    assert "logs/<unit>.log" in plain.stderr
+    assert "Traceback" in (tmp_path / "a" / "logs" / "seed_0__network.log").read_text()
+    debug = installed_bayesdistill.run(
+        "--debug", "study", str(config), "--out", str(tmp_path / "b"), "--no-progress",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_an_mc_dropout_teacher_without_dropout_is_refused_before_the_run(
+    installed_bayesdistill, tmp_path
+):
+    config = _config(tmp_path, teachers=["none", {"name": "mc_dropout", "num_samples": 2}])
+    out = tmp_path / "run"
+    result = installed_bayesdistill.run("study", str(config), "--out", str(out), cwd=tmp_path)
+    _fails(result, "teacher 'mc_dropout' (teacher.model 'mlp'): MC dropout needs a network")
+    assert not out.exists()

@@ -88,3 +88,23 @@ def test_bad_graphs_and_device_lists_are_refused():
     assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
     with pytest.raises(ConfigError, match="--devices takes"):
         parse_devices("gpu0")
+
+
+def test_error_summary_is_the_last_exception_of_a_traceback():
+    import traceback
+
+    from bayesdistill.errors import ConfigError
+    from bayesdistill.runner.executors import error_summary
+
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as exc:
+            raise ConfigError("config 'x' is invalid:\n  student.losses.0: bad") from exc
+    except ConfigError:
+        text = traceback.format_exc()
+    assert error_summary(text) == (
+        "bayesdistill.errors.ConfigError: config 'x' is invalid:\n  student.losses.0: bad"
+    )
+    died = "the worker process running it died (exit code -9: killed, or out of memory)"
+    assert error_summary(died) == died

@@ -7,6 +7,7 @@ Every command that takes a CONFIG also takes ``key.sub=value`` overrides after i
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from importlib import resources
@@ -119,7 +120,19 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show a failed unit's traceback on the console too (it is always in the "
+            "unit's log, logs/<unit>.log in the run folder).",
+        ),
+    ] = False,
 ) -> None:
+    if debug:  # an environment variable: the worker processes of a study inherit it
+        from bayesdistill.runner.executors import DEBUG_VARIABLE
+
+        os.environ[DEBUG_VARIABLE] = "1"
     _configure_logging(quiet)
 
 

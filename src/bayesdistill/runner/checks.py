@@ -24,6 +24,7 @@ from bayesdistill.models import ModelSpec, create_model
 from bayesdistill.models.checkpoints import check_teacher_checkpoint
 from bayesdistill.runner.students import student_indices
 from bayesdistill.teachers import Teacher, check_teacher_matches, learns_from_data, needs_network
+from bayesdistill.teachers.mc_dropout import checked_dropout_layers
 
 PROBE_EXAMPLES = 2
 """Training examples the teacher is asked about to check that it accepts the data's inputs."""
@@ -152,9 +153,31 @@ def check_experiment(
                 config.teacher.model.options,
             )
     check_network_fits(config.student.model, splits, "student.model")
+    if teacher:
+        check_dropout_teachers(config, splits)
     check_feature_terms(config, splits)
     for seed in config.seeds if seeds is None else seeds:
         student_indices(config.student, splits, seed)
+
+
+def check_dropout_teachers(config: ExperimentConfig, splits: DataSplits) -> None:
+    """An MC-dropout teacher kind (also as ensemble members) needs a teacher network with
+    dropout layers: a `ConfigError` naming the kind otherwise, before anything runs."""
+    for kind in config.teachers:
+        member = kind.options.get("member_kind") if kind.name == "ensemble" else None
+        if "mc_dropout" not in (kind.name, member):
+            continue
+        model = config.teacher.model
+        with torch.device("meta"):
+            network = create_model(
+                model.name, tuple(splits.input_shape), splits.num_classes, **model.options
+            )
+        try:
+            checked_dropout_layers(network)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"teacher '{kind.key}' (teacher.model '{model.name}'): {exc}"
+            ) from None
 
 
 NO_SINGLE_NETWORK = frozenset({"ensemble", "exact_bcp", "noisy_bcp"})

@@ -53,6 +53,10 @@ UnitRunner = Callable[["Unit", "Placement"], None]
 
 LOG_TAIL_LINES = 20
 POLL_SECONDS = 0.2
+DEBUG_VARIABLE = "BAYESDISTILL_DEBUG"
+"""Set to 1 (``bayesdistill --debug``; worker processes inherit it): a failed unit's
+traceback is shown on the console too, not only in its log."""
+TRACEBACK = "Traceback (most recent call last):"
 
 FINISHED, FAILED, OUT_OF_MEMORY, HELD, DIED = "finished", "failed", "out_of_memory", "held", "died"
 """What a pool worker answers for a unit (DIED: what the pool concludes when it answers nothing)."""
@@ -98,13 +102,35 @@ class Outcome:
             return
         lines = [f"{len(self.failed)} unit(s) failed; {len(self.finished)} finished:"]
         for name, tail in self.failed.items():
-            lines.append(f"- {name}:\n    " + "\n    ".join(tail.strip().splitlines()[-8:]))
+            shown = tail.strip().splitlines()[-8:] if show_tracebacks() else [error_summary(tail)]
+            lines.append(f"- {name}:\n    " + "\n    ".join("\n".join(shown).splitlines()))
         if self.skipped:
             lines.append(
                 f"not run, because a unit they need failed: {', '.join(sorted(self.skipped))}"
             )
+        if not show_tracebacks():
+            lines.append(
+                "each unit's traceback is in its log (logs/<unit>.log in the run folder; "
+                "bayesdistill --debug shows it here)"
+            )
         lines.append("fix the cause and rerun the same command with --resume: it runs only these")
         raise StudyFailedError("\n".join(lines))
+
+
+def show_tracebacks() -> bool:
+    """Whether failed units show their tracebacks on the console (`DEBUG_VARIABLE`)."""
+    return os.environ.get(DEBUG_VARIABLE) == "1"
+
+
+def error_summary(text: str) -> str:
+    """The error a unit failed with, from its report: the last exception's type and message
+    (what follows the last frame of the last traceback in ``text``, with any note after it);
+    ``text`` itself when it holds no traceback (a worker that died)."""
+    if TRACEBACK not in text:
+        return text.strip()
+    lines = text[text.rindex(TRACEBACK) :].splitlines()[1:]
+    first = next((i for i, line in enumerate(lines) if not line.startswith(" ")), len(lines))
+    return "\n".join(lines[first:]).strip() or text.strip()
 
 
 class Executor(Protocol):
@@ -191,7 +217,8 @@ class _Graph:
 
     def failed(self, name: str, tail: str) -> None:
         self.outcome.failed[name] = tail
-        log.error("unit %s failed:\n%s", name, _tail(tail))
+        shown = _tail(tail) if show_tracebacks() else error_summary(tail)
+        log.error("unit %s failed: %s", name, shown)
         self.progress.end(name)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from bayesdistill.config.loading import load_config
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
 from bayesdistill.data import DataSplits
 from bayesdistill.runner.common import load_data, resolve_device
-from bayesdistill.runner.executors import Placement, Unit, unit_log_path
+from bayesdistill.runner.executors import Placement, Unit, show_tracebacks, unit_log_path
 from bayesdistill.runner.layout import CONFIG, RunLayout
 from bayesdistill.runner.students import train_student
 from bayesdistill.runner.teachers import (
@@ -91,12 +92,22 @@ def run_unit(unit: Unit, placement: Placement, *, out: str, progress: bool = Fal
     folder = Path(out)
     config, splits = _study(str(folder.resolve()))
     device = resolve_device(config.device if placement.device == "auto" else placement.device)
-    with _unit_log(unit_log_path(folder, unit)), config.log.mirror():
+    with _unit_log(unit_log_path(folder, unit)) as own_log, config.log.mirror():
         log.info("unit %s: process %d, device %s", unit.name, os.getpid(), device)
         try:
             _run(unit, config, splits, folder, device, progress)
         except BaseException:
-            log.exception("unit %s failed", unit.name)
+            # the traceback goes to the unit's log; the console shows the error's message
+            # (the executor reports it), the traceback too under --debug
+            if show_tracebacks():
+                log.exception("unit %s failed", unit.name)
+            else:
+                own_log.handle(
+                    log.makeRecord(
+                        log.name, logging.ERROR, __file__, 0, "unit %s failed", (unit.name,),
+                        sys.exc_info(),
+                    )
+                )  # fmt: skip
             raise
 
 
@@ -139,9 +150,10 @@ def remember(out: str | Path, config: ExperimentConfig, splits: DataSplits) -> N
 
 
 @contextlib.contextmanager
-def _unit_log(path: Path) -> Iterator[None]:
+def _unit_log(path: Path) -> Iterator[logging.Handler]:
     """Within the block, bayesdistill's log records of INFO and above also go to ``path``
-    (the unit's own log); what the other handlers show is unchanged."""
+    (the unit's own log; its handler is what the block gets); what the other handlers show
+    is unchanged."""
     path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("bayesdistill")
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -153,7 +165,7 @@ def _unit_log(path: Path) -> Iterator[None]:
     logger.addHandler(handler)
     logger.setLevel(min(level, logging.INFO))
     try:
-        yield
+        yield handler
     finally:
         logger.removeHandler(handler)
         handler.close()

@@ -57,6 +57,21 @@ def dropout_layers(network: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
+def checked_dropout_layers(network: nn.Module) -> dict[str, nn.Module]:
+    """`dropout_layers`, or a `ConfigError` when the network has none (also checked on the
+    configured network, built on the meta device, before a study starts)."""
+    found = dropout_layers(network)
+    if not found:
+        layers = sorted({type(m).__name__ for m in network.modules() if not list(m.children())})
+        raise ConfigError(
+            "MC dropout needs a network trained with dropout, but this one has no dropout "
+            f"layer (layers: {', '.join(layers)}). Train the teacher network with dropout "
+            "(e.g. teacher.model.dropout=0.1 for 'mlp' or 'cnn1d'); dropout added "
+            "after training is not an approximate posterior."
+        )
+    return found
+
+
 class MCDropoutTeacher(NetworkTeacher):
     """Mean of softmax over S dropout masks of a network trained with dropout."""
 
@@ -70,15 +85,7 @@ class MCDropoutTeacher(NetworkTeacher):
             raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
         if p is not None and not 0.0 <= p < 1.0:
             raise ConfigError(f"p must lie in [0, 1), got {p}")
-        self.layers = dropout_layers(network)
-        if not self.layers:
-            layers = sorted({type(m).__name__ for m in network.modules() if not list(m.children())})
-            raise ConfigError(
-                "MC dropout needs a network trained with dropout, but this one has no dropout "
-                f"layer (layers: {', '.join(layers)}). Train the teacher network with dropout "
-                "(e.g. teacher.model.dropout=0.1 for 'mlp' or 'cnn1d'); dropout added "
-                "after training is not an approximate posterior."
-            )
+        self.layers = checked_dropout_layers(network)
         self.num_samples = num_samples
         self.p = p
         self.seed = seed
