@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from enum import Enum
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -13,7 +14,7 @@ from pydantic import (
 
 from bayesdistill.config.specs import _Strict
 from bayesdistill.data import LoaderOptions
-from bayesdistill.train.accel import Acceleration, Precision
+from bayesdistill.train.accel import Acceleration, Precision, compile_mode
 from bayesdistill.train.recorder import mirror_to_tensorboard
 
 
@@ -143,8 +144,9 @@ class RuntimeConfig(_Strict):
 
     The GPU fast path (`Acceleration`), opt-in: ``precision`` (fp32 | bf16 | fp16: autocast
     of every forward pass, student's and teacher's, with a GradScaler for fp16, which needs
-    CUDA), ``channels_last``, ``cudnn_benchmark``, ``compile`` (torch.compile) and, for runs
-    under torchrun, ``sync_batchnorm``; ``samples_per_pass``: how many of an IVON or
+    CUDA), ``channels_last``, ``cudnn_benchmark``, ``compile`` (false; true: torch.compile the
+    forward pass; ``step``: the whole training step, see `bayesdistill.train.compiled`) and,
+    for runs under torchrun, ``sync_batchnorm``; ``samples_per_pass``: how many of an IVON or
     mean-field VI teacher's S weight samples run in one vectorised forward pass (1: one after
     another). Data read through a DataLoader (streamed datasets)
     uses ``num_workers`` worker processes and ``pin_memory``. ``executor`` says where a
@@ -154,12 +156,18 @@ class RuntimeConfig(_Strict):
     precision: Precision = Precision.FP32
     channels_last: bool = False
     cudnn_benchmark: bool = False
-    compile: bool = False
+    compile: bool | Literal["step"] = False
+    """false and true keep their meaning (and old runs their identity); ``step`` is new."""
     sync_batchnorm: bool = False
     samples_per_pass: int = Field(1, ge=1)
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = True
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_mode(cls, value: Any) -> bool | str:
+        return compile_mode(value)
 
     def loader_options(self) -> LoaderOptions:
         return LoaderOptions(num_workers=self.num_workers, pin_memory=self.pin_memory)

@@ -12,7 +12,10 @@ exactly the plain PyTorch loop, on the CPU and on a GPU.
   tensor cores prefer; no effect on other shapes.
 - ``cudnn_benchmark``: let cuDNN pick the fastest convolution algorithm for each input
   shape (sets ``torch.backends.cudnn.benchmark``; runs become non-deterministic).
-- ``compile``: ``torch.compile`` the network's training forward pass.
+- ``compile``: ``true`` compiles the network's training forward pass with ``torch.compile``;
+  ``"step"`` (`COMPILE_STEP`) compiles the whole training step instead (forward, loss,
+  backward and the optimiser's update; CUDA graphs on a GPU), where the step can be
+  captured, and says why once where it cannot (`bayesdistill.train.compiled`).
 - ``sync_batchnorm``: in a distributed run, BatchNorm layers use statistics over the
   global batch (``nn.SyncBatchNorm``), so the run matches a single-process run.
 - ``samples_per_pass``: a teacher that averages over S stored weight samples (IVON,
@@ -55,6 +58,30 @@ class Precision(str, Enum):
 
 AUTOCAST_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
+COMPILE_STEP = "step"
+"""The ``compile`` value that compiles the whole training step (`bayesdistill.train.compiled`).
+``false`` and ``true`` stay booleans, so that configs and checkpoints from before the mode
+keep their identity and fingerprints."""
+COMPILE_CHOICES = (
+    "false (no compilation), true (torch.compile the network's forward pass) or 'step' "
+    "(torch.compile the whole training step: forward, loss, backward and optimiser update)"
+)
+
+
+def compile_mode(value: object) -> bool | str:
+    """``value`` as a ``compile`` setting: False, True or `COMPILE_STEP`.
+
+    0 and 1 count as booleans (as the config's boolean field always read them); anything
+    else is refused with a `ConfigError` that lists the allowed values.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if value == COMPILE_STEP:
+        return COMPILE_STEP
+    raise ConfigError(f"compile must be {COMPILE_CHOICES}; got {value!r}")
+
 
 @dataclass(frozen=True)
 class Acceleration:
@@ -63,11 +90,12 @@ class Acceleration:
     precision: Precision = Precision.FP32
     channels_last: bool = False
     cudnn_benchmark: bool = False
-    compile: bool = False
+    compile: bool | str = False
     sync_batchnorm: bool = False
     samples_per_pass: int = 1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "compile", compile_mode(self.compile))
         try:
             object.__setattr__(self, "precision", Precision(self.precision))
         except ValueError:
@@ -85,11 +113,22 @@ class Acceleration:
                 f"precision 'fp16' needs a CUDA device (autocast to float16 with a GradScaler), "
                 f"but training runs on '{device}'; use 'bf16' (supported on the CPU) or 'fp32'"
             )
-        if self.compile and not compile_available():
+        # compile 'step' is not refused: it says so once and trains uncompiled (`compiled`)
+        if self.compiles_forward and not compile_available():
             raise ConfigError(
                 "compile: true needs torch.compile, which is not available in this PyTorch "
                 f"({torch.__version__}) on this platform; set compile: false"
             )
+
+    @property
+    def compiles_forward(self) -> bool:
+        """``compile: true``: only the network's forward pass is compiled."""
+        return self.compile is True
+
+    @property
+    def compiles_step(self) -> bool:
+        """``compile: step``: the whole training step is compiled where it can be."""
+        return self.compile == COMPILE_STEP
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -138,8 +177,9 @@ class Acceleration:
         return x
 
     def compiled(self, module: nn.Module) -> nn.Module:
-        """``torch.compile(module)`` when asked, else ``module``."""
-        return torch.compile(module) if self.compile else module  # type: ignore[return-value]
+        """``torch.compile(module)`` when its forward pass is to be compiled (``compile:
+        true``), else ``module`` (``compile: step`` compiles the step around it instead)."""
+        return torch.compile(module) if self.compiles_forward else module  # type: ignore[return-value]
 
     def facts(self) -> dict[str, Any]:
         """The options as plain values (for fingerprints and run records)."""

@@ -22,7 +22,9 @@ of each example, rebuilds it, and returns it with the teacher's stored probabili
 
 Speed options (`Acceleration`: mixed precision, channels-last, compilation) and
 distributed training (`bayesdistill.train.distributed`: one rank's part of every global
-batch, DDP gradient averaging) are applied here, around the same step.
+batch, DDP gradient averaging) are applied here, around the same step. With ``compile:
+step`` the step itself (forward, loss, backward, update) is compiled as a whole
+(`bayesdistill.train.compiled`), where it can be captured.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from bayesdistill.seeding import derive_seed, generator, seeded
 from bayesdistill.train import distributed
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import BatchSource, make_batches
+from bayesdistill.train.compiled import StepResult, compiled_step
 from bayesdistill.train.objective import LogitLoss, LossFn, Objective, StepInputs
 from bayesdistill.train.optim import build_optimizer, build_scheduler
 from bayesdistill.train.recorder import (
@@ -199,6 +202,7 @@ def fit(
     optimizer = optimizer or build_optimizer(model.parameters(), settings)
     scheduler = build_scheduler(optimizer, settings, steps_per_epoch)
     scaler = accel.grad_scaler(device)
+    own_step = None if step is sgd_step else step
     if scaler is not None and step is not sgd_step:
         raise TypeError(
             f"{description}: precision 'fp16' needs loss scaling, which this training's own "
@@ -225,6 +229,35 @@ def fit(
     start_epoch, saved_rng = recorder.start(
         state, resume=resume, steps_per_epoch=steps_per_epoch, rank=rank
     )
+
+    def eager_step(inputs: StepInputs, weight: float) -> StepResult:
+        seen: list[Mapping[str, Tensor]] = []
+
+        def compute_loss() -> Tensor:
+            with accel.autocast(device):
+                loss, terms = objective(net, inputs)
+            if terms:
+                seen.append(terms)
+            # weighted: the mean over ranks of the weighted losses is the global batch's
+            # mean loss (`Batch.weight`), so the logged curve is the global one
+            return loss if weight == 1.0 else loss * weight
+
+        return step(net, optimizer, compute_loss), seen
+
+    # built after a resume has loaded the optimiser (whose learning rates it makes tensors)
+    whole_step = compiled_step(
+        net,
+        optimizer,
+        objective,
+        accel=accel,
+        device=device,
+        max_norm=settings.grad_clip_norm,
+        own_step=own_step,
+        grad_scaler=scaler is not None,
+        distributed=shard is not None,
+        description=description,
+    )
+    take_step = whole_step or eager_step
     eval_points = _eval_points(steps_per_epoch, settings.evals_per_epoch)
     rank_seed = seed if rank == 0 else derive_seed(seed, RANK_STREAM, rank)
     running, alarm = _RunningLoss(device), _Alarm(description, settings.lr)
@@ -252,22 +285,7 @@ def fit(
                         with accel.teacher_inference(device):
                             soft = targets(x, batch.index)  # type: ignore[operator]
                     inputs = StepInputs(x, batch.y, batch.index, soft, epoch + b / steps_per_epoch)
-                    step_terms: list[Mapping[str, Tensor]] = []
-
-                    def compute_loss(
-                        inputs: StepInputs = inputs,
-                        seen: list[Mapping[str, Tensor]] = step_terms,
-                        weight: float = batch.weight,
-                    ) -> Tensor:
-                        with accel.autocast(device):
-                            loss, terms = objective(net, inputs)
-                        if terms:
-                            seen.append(terms)
-                        return loss if weight == 1.0 else loss * weight
-
-                    # weighted: the mean over ranks of the weighted losses is the global
-                    # batch's mean loss (`Batch.weight`), so the logged curve is the global one
-                    running.add(step(net, optimizer, compute_loss), step_terms, b)
+                    running.add(*take_step(inputs, batch.weight), b)
                     scheduler.step()
                     if running.check_due:
                         _check_losses(running, alarm, epoch)
@@ -276,7 +294,8 @@ def fit(
                         record = {
                             "epoch": epoch + eval_points[b + 1],
                             "step": epoch * steps_per_epoch + b + 1,
-                            "lr": optimizer.param_groups[0]["lr"],
+                            # float(): a compiled step makes the learning rate a tensor
+                            "lr": float(optimizer.param_groups[0]["lr"]),
                             **losses,
                         }
                         if evaluate is not None:
@@ -290,6 +309,8 @@ def fit(
                 recorder.end_epoch(epoch, state, distributed.all_gather(rng_state(device)))
     finally:
         recorder.close()
+        if whole_step is not None:
+            whole_step.release()
     model.eval()
     return FitResult(model, recorder.history, start_epoch)
 
