@@ -202,6 +202,33 @@ def test_teacher_whose_class_count_differs_from_the_data(
     assert not out.exists()
 
 
+def test_a_cross_fitted_teacher_refuses_an_augmented_student(installed_bayesdistill, tmp_path):
+    """Its out-of-fold targets exist for the clean training examples only: refused before
+    the run folder exists, naming the teacher kind and the option; without augmentation
+    the student learns from the out-of-fold table."""
+    crossed = [{"name": "deterministic", "cross_fit": 2}]
+    made = installed_bayesdistill.run(
+        "-q", "teacher", str(_config(tmp_path, teachers=crossed)), "--out", "t",
+        "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    config = _config(tmp_path)  # distill reads the student section only
+    (teacher,) = (tmp_path / "t" / "teachers").glob("*/teacher.pt")
+    out = tmp_path / "run"
+    result = installed_bayesdistill.run(
+        "distill", str(config), "--teacher", str(teacher), "--out", str(out),
+        "student.augment=[{name: noise}]", cwd=tmp_path,
+    )  # fmt: skip
+    _fails(result, "teacher 'cross_fitted'", "out-of-fold", "student.augment")
+    assert not out.exists()
+    result = installed_bayesdistill.run(
+        "-q", "distill", str(config), "--teacher", str(teacher), "--out", str(out),
+        "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "kd" / "summary.json").read_text())["targets"] == "out_of_fold"
+
+
 def test_resume_refuses_another_seed(installed_bayesdistill, teacher_run, tmp_path):
     config = _config(tmp_path)
     before = sorted(p.name for p in teacher_run.rglob("*"))

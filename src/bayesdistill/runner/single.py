@@ -39,6 +39,7 @@ from bayesdistill.runner.study import config_values
 from bayesdistill.runner.teachers import run_teacher_stage
 from bayesdistill.teachers import SavableTeacher, load_teacher
 from bayesdistill.train.accel import Acceleration
+from bayesdistill.train.targets import check_augmentable
 
 
 def run_teachers(
@@ -116,6 +117,8 @@ def run_distill(
             classes=any(uses_probabilities(loss) for loss in losses),
             where=f"'{teacher}'",
         )
+    if loaded is not None and config.student.augment and any(map(uses_probabilities, losses)):
+        check_augmentable(loaded, splits.train, "student.augment")
     students = (
         [layout.distilled_student(None)]
         if loaded is None

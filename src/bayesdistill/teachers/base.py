@@ -18,9 +18,12 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
+from bayesdistill.data.stream import LabelledData
 from bayesdistill.io import save_torch
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
-from bayesdistill.train.protocol import Teacher, check_teacher_matches
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.protocol import PREDICTIONS, Teacher, check_teacher_matches
+from bayesdistill.train.targets import predict_in_batches
 
 TEACHER_FORMAT = "bayesdistill.teacher"
 TEACHER_VERSION = 1
@@ -46,6 +49,19 @@ class SavableTeacher:
 
     def _predict(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def training_targets(
+        self, data: LabelledData, *, accel: Acceleration = DEFAULT_ACCELERATION
+    ) -> Tensor:
+        """What a student trained on ``data`` learns from, ``(N, C)`` on the teacher's
+        device: its predictions (`predict_in_batches` under ``accel``). A teacher that keeps
+        targets of its own for the data it was fitted on (cross-fitted) overrides this and
+        `target_source`."""
+        return predict_in_batches(self, data, accel=accel)
+
+    def target_source(self, data: LabelledData) -> str:
+        """Where `training_targets` on ``data`` come from: its predictions (`PREDICTIONS`)."""
+        return PREDICTIONS
 
     @property
     def device(self) -> torch.device:

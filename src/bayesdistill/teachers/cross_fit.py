@@ -23,7 +23,7 @@ network training for the kinds that need one (K + 1 with ``predictor="full"``).
 
 Example:
     >>> teacher = cross_fit("laplace", context, folds=5)  # doctest: +SKIP
-    >>> targets = training_targets(teacher, context.splits.train)  # (N, C), out of fold
+    >>> targets = teacher.training_targets(context.splits.train)  # (N, C), out of fold
 """
 
 from __future__ import annotations
@@ -41,16 +41,17 @@ from torch import Tensor
 
 from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError, DataError
-from bayesdistill.losses.response import temper_probs
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
 from bayesdistill.seeding import derive_seed, generator, seeded
 from bayesdistill.teachers.base import SavableTeacher, Teacher
 from bayesdistill.teachers.context import TEACHERS, TeacherContext, kinds_tagged, learns_from_data
 from bayesdistill.teachers.files import teacher_from_payload
-from bayesdistill.teachers.tempered import TemperedTeacher
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.protocol import OUT_OF_FOLD
 from bayesdistill.train.settings import TrainSettings
 from bayesdistill.train.targets import predict_in_batches
+from bayesdistill.train.targets import target_source as target_source  # re-exported
+from bayesdistill.train.targets import training_targets as training_targets  # re-exported
 
 log = logging.getLogger("bayesdistill")
 
@@ -394,6 +395,19 @@ class CrossFittedTeacher(SavableTeacher):
             total += member.predict_proba(x).to(x.device, torch.float32)
         return total / len(self.members)
 
+    def training_targets(
+        self, data: LabelledData, *, accel: Acceleration = DEFAULT_ACCELERATION
+    ) -> Tensor:
+        """The out-of-fold table ``(N, C)`` on ``data`` when it is the training set the folds
+        were made of (`fitted_on`), the teacher's predictions otherwise (on the teacher's
+        device)."""
+        if self.fitted_on(data):
+            return self.out_of_fold().to(self.device)
+        return super().training_targets(data, accel=accel)
+
+    def target_source(self, data: LabelledData) -> str:
+        return OUT_OF_FOLD if self.fitted_on(data) else super().target_source(data)
+
     def fitted_on(self, data: LabelledData) -> bool:
         """Whether ``data`` is the training set the folds were made of (same size, same
         labels in the same order): then its targets are the out-of-fold table."""
@@ -449,7 +463,7 @@ class CrossFittedTeacher(SavableTeacher):
             "base_kind": self.base_kind,
             "folds": self.folds,
             "predictor": self.predictor.value,
-            "training_targets": "out_of_fold",
+            "training_targets": OUT_OF_FOLD,
             "fits": self.folds + (self.full is not None),
             "seconds": self.seconds,
             "members": members,
@@ -462,41 +476,3 @@ def _entry(teacher: SavableTeacher) -> dict[str, Any]:
 
 def _from_entry(entry: dict[str, Any], what: str) -> SavableTeacher:
     return teacher_from_payload(entry["kind"], entry["payload"], f"cross-fitted teacher: {what}")
-
-
-def cross_fitted_part(teacher: Teacher) -> tuple[CrossFittedTeacher, float] | None:
-    """The cross-fitted teacher inside ``teacher`` (itself, or under temperature scaling),
-    with the temperature applied on top (1.0 if none); None when there is none."""
-    temperature = 1.0
-    seen: Teacher = teacher
-    while isinstance(seen, TemperedTeacher):
-        temperature *= seen.temperature
-        seen = seen.base
-    if isinstance(seen, CrossFittedTeacher):
-        return seen, temperature
-    return None
-
-
-def training_targets(
-    teacher: Teacher, data: LabelledData, *, accel: Acceleration = DEFAULT_ACCELERATION
-) -> Tensor:
-    """What a student trained on ``data`` learns from, ``(N, C)``, on the teacher's device.
-
-    The out-of-fold table when ``teacher`` is cross-fitted on ``data`` (also under
-    `calibrate`'s temperature scaling, which is then applied to the table: p^(1/T)
-    renormalised); the teacher's predictions otherwise (e.g. on data the teacher never saw,
-    or a teacher that is not cross-fitted), asked under ``accel`` (`predict_in_batches`).
-    """
-    part = cross_fitted_part(teacher)
-    if part is not None and part[0].fitted_on(data):
-        cross_fitted, temperature = part
-        probs = cross_fitted.out_of_fold().to(cross_fitted.device)
-        return probs if temperature == 1.0 else temper_probs(probs, temperature)
-    return predict_in_batches(teacher, data, accel=accel)
-
-
-def target_source(teacher: Teacher, data: LabelledData) -> str:
-    """``"out_of_fold"`` when `training_targets` gives the out-of-fold table on ``data``,
-    ``"predictions"`` otherwise (the teacher's own predictions)."""
-    part = cross_fitted_part(teacher)
-    return "out_of_fold" if part is not None and part[0].fitted_on(data) else "predictions"

@@ -18,6 +18,8 @@ from bayesdistill.losses.response import PROB_FLOOR, temper_probs
 from bayesdistill.teachers.base import SavableTeacher
 from bayesdistill.teachers.files import teacher_from_payload
 from bayesdistill.teachers.temperature import fit_temperature
+from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.protocol import PREDICTIONS
 from bayesdistill.train.targets import predict_in_batches
 
 
@@ -43,6 +45,18 @@ class TemperedTeacher(SavableTeacher):
 
     def _predict(self, x: Tensor) -> Tensor:
         return temper_probs(self.base.predict_proba(x), self.temperature)
+
+    def training_targets(
+        self, data: LabelledData, *, accel: Acceleration = DEFAULT_ACCELERATION
+    ) -> Tensor:
+        """Its predictions on ``data``, or, where the base teacher's targets are its own
+        (a cross-fitted teacher's out-of-fold table), those at temperature T."""
+        if self.base.target_source(data) == PREDICTIONS:
+            return super().training_targets(data, accel=accel)
+        return temper_probs(self.base.training_targets(data, accel=accel), self.temperature)
+
+    def target_source(self, data: LabelledData) -> str:
+        return self.base.target_source(data)
 
     def payload(self) -> dict[str, Any]:
         return {

@@ -46,8 +46,9 @@ from bayesdistill.train.targets import (
     TargetSource,
     TeacherCache,
     ViewSource,
-    predict_in_batches,
+    check_augmentable,
     resolve_cache,
+    training_targets,
 )
 from bayesdistill.train.variance_reduction import svrg_objective
 from bayesdistill.train.views import (
@@ -106,10 +107,13 @@ def distill(
       KD²M's ``CE + λ·W2``); each term's batch mean is logged as ``train_loss/<label>``.
 
     Teacher probabilities (``teacher_cache``, see `TeacherCache`): without augmentation
-    the teacher is asked once for the whole training set (``exact``; or ``teacher_probs``,
-    ``(N, C)``, is used as given, after checking it); with augmentation, either on every
-    augmented batch (``none``, the ``auto`` choice) or once on ``cache_views`` stored views
-    per example (``views``: `bayesdistill.train.views`; ``cache_top_k`` keeps the k largest
+    the teacher's training targets on the whole training set are computed once (``exact``:
+    `Teacher.training_targets`, its predictions, or a cross-fitted teacher's out-of-fold
+    table on its own training set; or ``teacher_probs``, ``(N, C)``, is used as given,
+    after checking it); with augmentation (refused for a teacher whose training targets
+    are not its predictions, `check_augmentable`), either on every augmented batch
+    (``none``, the ``auto`` choice) or once on ``cache_views`` stored views per example
+    (``views``: `bayesdistill.train.views`; ``cache_top_k`` keeps the k largest
     probabilities of each view; ``view_cache`` is used as given). ``train`` is in-memory
     `ArrayData` or a streamed `StreamData`; example ids are positions in it.
     Teacher features (feature terms only) come from the teacher's
@@ -133,6 +137,8 @@ def distill(
     )
     targets: TargetSource | ViewSource | None = None
     if teacher is not None and uses_probs:
+        if augment is not None:
+            check_augmentable(teacher, train, "augment")
         targets = _teacher_targets(
             student,
             teacher,
@@ -163,7 +169,7 @@ def distill(
         description=description,
         fingerprint_extra={
             "teacher": type(teacher).__name__,
-            "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", list(loss)),
+            "loss": _loss_label(loss),
             "options": dict(loss_options or {}),
             **(
                 {"cache": cache.value, "views": cache_views, "top_k": cache_top_k}
@@ -173,6 +179,16 @@ def distill(
         },
         accel=accel,
     )
+
+
+def _loss_label(loss: LossSpec) -> Any:
+    """What the checkpoint fingerprint records of ``loss``: its name, a function's name, or
+    the terms of a weighted sum."""
+    if isinstance(loss, str):
+        return loss
+    if callable(loss):
+        return getattr(loss, "__name__", type(loss).__name__)
+    return list(loss)
 
 
 def _cache_mode(
@@ -305,7 +321,7 @@ def _teacher_targets(
                 f"classes, the training data {len(train)} of {train.num_classes}"
             )
         return ViewTargets(view_cache, augment, device)  # type: ignore[arg-type]
-    probs = given if given is not None else predict_in_batches(teacher, train, accel=accel)
+    probs = given if given is not None else training_targets(teacher, train, accel=accel)
     check_probabilities(
         probs, "teacher predictions on the training set", shape=(len(train), train.num_classes)
     )

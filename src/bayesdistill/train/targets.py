@@ -23,7 +23,7 @@ from bayesdistill.data.stream import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import INFERENCE_BATCH_SIZE, input_batches
-from bayesdistill.train.protocol import Teacher
+from bayesdistill.train.protocol import OUT_OF_FOLD, PREDICTIONS, Teacher
 
 
 class TeacherCache(str, Enum):
@@ -160,3 +160,44 @@ def predict_in_batches(
     if accel.autocast_dtype is not None:
         probs = renormalised(probs)
     return probs.to(out_device)
+
+
+def training_targets(
+    teacher: Teacher, data: LabelledData, *, accel: Acceleration = DEFAULT_ACCELERATION
+) -> Tensor:
+    """What a student trained on ``data`` learns from, ``(N, C)`` on the teacher's device:
+    ``teacher.training_targets`` (a cross-fitted teacher's out-of-fold table on its own
+    training set), or its predictions (`predict_in_batches` under ``accel``) for a teacher
+    that defines only ``predict_proba``."""
+    own = getattr(teacher, "training_targets", None)
+    if own is None:
+        return predict_in_batches(teacher, data, accel=accel)
+    return own(data, accel=accel)
+
+
+def target_source(teacher: Teacher, data: LabelledData) -> str:
+    """Where `training_targets` on ``data`` come from: ``teacher.target_source`` (`OUT_OF_FOLD`
+    for a cross-fitted teacher on its own training set), or `PREDICTIONS` for a teacher that
+    defines only ``predict_proba``."""
+    own = getattr(teacher, "target_source", None)
+    return PREDICTIONS if own is None else own(data)
+
+
+def check_augmentable(teacher: Teacher, data: LabelledData, option: str) -> None:
+    """Refuse (`ConfigError`) to augment the inputs of a student trained on ``data`` when the
+    teacher's targets there are not its predictions (`target_source`): a cross-fitted
+    teacher's out-of-fold table holds one row per clean training example, and on an
+    augmented input the teacher answers with the mean of its K fold teachers, which saw the
+    example. ``option`` names the augmentation option in the message."""
+    source = target_source(teacher, data)
+    if source == PREDICTIONS:
+        return
+    kind = getattr(teacher, "kind", type(teacher).__name__)
+    what = "out-of-fold table" if source == OUT_OF_FOLD else f"'{source}' targets"
+    raise ConfigError(
+        f"teacher '{kind}' gives its {what} as training targets on this data, which exists "
+        f"for the clean training examples only, but {option} augments the student's inputs "
+        "(on an augmented input a cross-fitted teacher answers with the mean of its K fold "
+        f"teachers, which saw the example); drop {option}, or distil from a teacher that is "
+        "not cross-fitted"
+    )
