@@ -68,7 +68,8 @@ def test_options_are_coerced_per_term():
         (
             {"label": "x", "terms": [{"name": "kd", "alpah": 0.9}, {"name": "w2_empirical"}]},
             r"student\.losses\.0\.terms\.0: loss 'kd' has no option 'alpah'; its options are: "
-            r"alpha: float = 0.5, temperature: float = 4.0\. Did you mean 'alpha'\?",
+            r"alpha: float in \[0, 1\] = 0.5, temperature: float in \(0, inf\) = 4.0\. "
+            r"Did you mean 'alpha'\?",
         ),
         (
             {"label": "x", "terms": ["kd", {"name": "w2_empirical", "solvr": "emd"}]},

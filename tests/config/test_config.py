@@ -60,7 +60,8 @@ def test_string_shorthand_for_components():
         ),
         (
             "student.losses.0.alpah=0.1",
-            r"loss 'kd' has no option 'alpah'; its options are: alpha: float = 0.5.*Did you mean 'alpha'\?",
+            r"loss 'kd' has no option 'alpah'; its options are: alpha: float in \[0, 1\] = 0.5.*"
+            r"Did you mean 'alpha'\?",
         ),
         (
             "teachers.3.prior_precision=margin",

@@ -144,7 +144,8 @@ def test_term_option_typo_names_the_term_and_its_options():
     with pytest.raises(
         ConfigError,
         match=r"loss term 0 \('kd'\): loss 'kd' has no option 'alpah'; its options are: "
-        r"alpha: float = 0.5, temperature: float = 4.0. Did you mean 'alpha'\?",
+        r"alpha: float in \[0, 1\] = 0.5, temperature: float in \(0, inf\) = 4.0. Did you mean "
+        r"'alpha'\?",
     ):
         check_terms([LossTerm("kd", options={"alpah": 0.9}), LossTerm("w2_empirical")])
     with pytest.raises(ConfigError, match=r"feature loss 'mmd' has no option 'bandwith'"):
