@@ -12,17 +12,24 @@ student, augmentation, optimiser and batch through bayesdistill (one-hot, and KD
 stored teacher probabilities: ``teacher_cache: exact``'s lookup), with channels-last and
 cuDNN autotuning on a CUDA device as the GPU preset sets them, at fp32 and bf16.
 
-Timed in interleaved rounds (``workload.interleaved``); a variant's images/s is N·epochs
-over its median time; ``fit_over_plain`` is the median over rounds of the plain loop's
-time over `fit`'s (≥ 1: `fit` is as fast). Each variant prints one line as it finishes.
+A third variant trains the same one-hot student with ``runtime.compile: step`` (forward,
+loss, backward and optimiser step compiled together; CUDA graphs on a GPU), on CUDA and on
+the CPU unless ``--quick``. Each run trains ``--epochs`` (default 2) epochs and is timed on
+its last epoch (steady state: compilation, cuDNN autotuning and the first epoch's warm-up
+are left out; `fit`'s from its record of that epoch, ``evals_per_epoch: 1``, no evaluation).
+
+Timed in interleaved rounds (``workload.interleaved``); a variant's images/s is N over its
+median last-epoch time; ``fit_over_plain`` is the median over rounds of the plain loop's
+time over `fit`'s (≥ 1: `fit` is as fast), ``step_over_plain`` the same for the compiled
+step (goal ≥ 2). Each variant prints one line as it finishes.
 
 Packing (``--packing 1,2,4,8``): K processes each train their own student with `fit`
 (one-hot, bf16 where supported) at the same time on the same device; each warms up, waits
 for the others, then trains; the total images/s is K·N·epochs over the span from the
 first start to the last end, and ``packing_K`` is that over one process's images/s.
 
-The last lines are ``fit_over_plain_fp32 <x>``, ``fit_over_plain_bf16 <x>`` (goal ≥ 0.95)
-and ``packing_4 <x>`` (goal ≥ 3).
+The last lines are ``fit_over_plain_fp32 <x>``, ``fit_over_plain_bf16 <x>`` (goal ≥ 0.95),
+``step_over_plain_<precision> <x>`` (goal ≥ 2) and ``packing_4 <x>`` (goal ≥ 3).
 
     python benchmarks/student_step.py --out runs/student_step.json
     python benchmarks/student_step.py --quick --device cpu       # a smoke run
@@ -37,6 +44,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +60,7 @@ from bayesdistill.losses import kd, onehot_ce
 from bayesdistill.models import create_model
 from bayesdistill.seeding import seeded
 from bayesdistill.train import CachedTargets, TrainSettings, fit
-from bayesdistill.train.accel import Acceleration, Precision
+from bayesdistill.train.accel import COMPILE_STEP, Acceleration, Precision
 
 STUDENT = "wrn_16_2"
 CLASSES, PADDING = 100, 4
@@ -75,7 +83,6 @@ def main(argv: list[str] | None = None) -> None:
         precisions.append(Precision.BF16)
     shape = (3, args.image_size, args.image_size)
     data, probs = random_data(args.n, shape, device)
-    images = args.n * args.epochs
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=BATCH,
@@ -83,16 +90,26 @@ def main(argv: list[str] | None = None) -> None:
         momentum=MOMENTUM,
         weight_decay=WEIGHT_DECAY,
         schedule="constant",
+        evals_per_epoch=1,
     )
 
     variants: dict[str, Callable[[], float]] = {}
+    with_step = cuda or not args.quick
     for p in precisions:
         accel = Acceleration(precision=p, channels_last=cuda, cudnn_benchmark=cuda)
+        if with_step:
+            compiled = replace(accel, compile=COMPILE_STEP)
+            variants[f"step/onehot/{p.value}"] = announced(
+                note,
+                f"bayesdistill fit, compile: step, onehot, {p.value}",
+                args.n,
+                functools.partial(fit_run, args.model, data, probs, settings, compiled, False),
+            )
         for loss in ("onehot", "kd"):
             variants[f"plain/{loss}/{p.value}"] = announced(
                 note,
                 f"plain loop, {loss}, {p.value}",
-                images,
+                args.n,
                 functools.partial(
                     plain_run, args.model, data, probs, args.epochs, accel, loss == "kd"
                 ),
@@ -100,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             variants[f"fit/{loss}/{p.value}"] = announced(
                 note,
                 f"bayesdistill fit, {loss}, {p.value}",
-                images,
+                args.n,
                 functools.partial(fit_run, args.model, data, probs, settings, accel, loss == "kd"),
             )
     note(f"{len(variants)} variants on {args.n} random {'x'.join(map(str, shape))} images")
@@ -113,12 +130,17 @@ def main(argv: list[str] | None = None) -> None:
                 {
                     "loss": loss,
                     "precision": p.value,
-                    "plain_images_per_s": images / statistics.median(times[plain]),
-                    "fit_images_per_s": images / statistics.median(times[ours]),
+                    "plain_images_per_s": args.n / statistics.median(times[plain]),
+                    "fit_images_per_s": args.n / statistics.median(times[ours]),
                     "fit_over_plain": paired_ratio(times, plain, ours),
                     "seconds": {"plain": times[plain], "fit": times[ours]},
                 }
             )
+            step = f"step/{loss}/{p.value}"
+            if step in times:
+                cells[-1]["step_images_per_s"] = args.n / statistics.median(times[step])
+                cells[-1]["step_over_plain"] = paired_ratio(times, plain, step)
+                cells[-1]["seconds"]["step"] = times[step]
     result: dict[str, Any] = {
         "benchmark": "student_step",
         "device": str(device),
@@ -182,14 +204,12 @@ def fit_run(
     accel: Acceleration,
     distil: bool,
 ) -> float:
-    """Seconds of one bayesdistill `fit` of a fresh student (one-hot, or KD from stored
-    probabilities looked up by example id)."""
+    """Seconds of the last epoch of one bayesdistill `fit` of a fresh student (one-hot, or
+    KD from stored probabilities looked up by example id), as `fit` records it."""
     device = data.x.device
     network = student(model, data.input_shape, device)
     loss = functools.partial(kd, **KD_OPTIONS) if distil else onehot_ce
-    synchronize(device)
-    tic = time.perf_counter()
-    fit(
+    result = fit(
         network,
         data,
         loss_fn=loss,
@@ -200,14 +220,14 @@ def fit_run(
         progress=False,
         accel=accel,
     )
-    synchronize(device)
-    return time.perf_counter() - tic
+    return float(result.history[-1]["seconds"])
 
 
 def plain_run(
     model: str, data: ArrayData, probs: Tensor, epochs: int, accel: Acceleration, distil: bool
 ) -> float:
-    """Seconds of the hand-written loop over ``epochs`` (see the module docstring)."""
+    """Seconds of the last of ``epochs`` epochs of the hand-written loop (see the module
+    docstring)."""
     device = data.x.device
     network = student(model, data.input_shape, device)
     accel.prepare_model(network)
@@ -218,9 +238,10 @@ def plain_run(
     gen = torch.Generator(device=device).manual_seed(0)
     dtype = accel.autocast_dtype
     n = len(data)
-    synchronize(device)
     tic = time.perf_counter()
     for _ in range(epochs):
+        synchronize(device)
+        tic = time.perf_counter()  # the last epoch's start
         order = torch.randperm(n, generator=gen, device=device)
         for start in range(0, n, BATCH):
             index = order[start : start + BATCH]
@@ -353,8 +374,16 @@ def report(result: dict[str, Any]) -> None:
             f"(x{row['over_one']:.2f} one unit)"
         )
     for c in result["cells"]:
+        if "step_over_plain" in c:
+            print(
+                f"compile: step, {c['precision']}: {c['step_images_per_s']:,.0f} img/s, "
+                f"x{c['step_over_plain']:.3f} the plain loop"
+            )
+    for c in result["cells"]:
         if c["loss"] == "onehot":
             print(f"fit_over_plain_{c['precision']} {c['fit_over_plain']:.3f}")
+            if "step_over_plain" in c:
+                print(f"step_over_plain_{c['precision']} {c['step_over_plain']:.3f}")
     for row in result.get("packing", {}).get("rows", []):
         print(f"packing_{row['units']} {row['over_one']:.3f}")
 
@@ -363,7 +392,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--n", type=int, default=10_000, help="random training images")
-    parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="epochs per run; the last one is timed (>= 2)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--model", default=STUDENT, help="the student (registry name)")
     parser.add_argument("--image-size", type=int, default=32, help="height = width")
@@ -375,6 +406,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="a smoke run (tiny networks)")
     args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2: the last epoch is timed, after a warm-up epoch")
     if args.quick:
         args.n, args.image_size, args.rounds = QUICK["n"], QUICK["size"], QUICK["rounds"]
         args.model = QUICK["model"] if args.model == STUDENT else args.model
