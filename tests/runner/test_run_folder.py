@@ -224,7 +224,7 @@ def test_an_option_added_later_keeps_older_folders_resumable(teacher_dir, tmp_pa
     saved = yaml.safe_load(layout.config.read_text())
     del saved["runtime"]["samples_per_pass"]  # a folder from before the option
     layout.config.write_text(yaml.safe_dump(saved, sort_keys=False))
-    with pytest.raises(ConfigError, match=r"runtime.samples_per_pass: None in the folder, 4 here"):
+    with pytest.raises(ConfigError, match=r"runtime.samples_per_pass: 1 in the folder, 4 here"):
         run_teachers(vectorised, copy, resume=True, progress=False)
     run_teachers(load_config(TINY), copy, resume=True, progress=False)
     assert json.loads(layout.identity.read_text())["finished"] is True

@@ -17,6 +17,7 @@ In a distributed run only rank 0 looks at the folder; every rank acts on its ans
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import logging
@@ -32,6 +33,8 @@ import torch
 import yaml
 
 from bayesdistill import __version__
+from bayesdistill.config.loading import dump_config
+from bayesdistill.config.schema import ExperimentConfig
 from bayesdistill.data import DataSplits
 from bayesdistill.errors import BayesDistillError, ConfigError
 from bayesdistill.io import (
@@ -207,6 +210,28 @@ LATER_OPTIONS: dict[tuple[str, str], Any] = {("runtime", "samples_per_pass"): 1}
 """Options added after runs were first recorded, each with the value that does what runs
 did before it existed: left out of a run's identity while they hold that value, so that
 folders recorded before the option resume (and a value other than that one is refused)."""
+NOT_COMPUTED = (("runtime", "executor"), ("log",))
+"""Config sections that change where units run and what is recorded besides, not what
+they compute: no part of a run's identity."""
+
+
+def run_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a run, of a config as plain values (a config.yaml's): everything but the
+    `NOT_COMPUTED` sections and the `LATER_OPTIONS` that hold their old behaviour. Runs
+    whose configs give the same `run_config` compute the same: the one rule behind a run's
+    identity (studies, single runs) and merging (`run_differences`)."""
+    out = copy.deepcopy(dict(values))
+    for *sections, key in NOT_COMPUTED:
+        part = out
+        for section in sections:
+            part = part.get(section) or {}
+        part.pop(key, None)
+    return without_later_defaults(out)
+
+
+def config_values(config: ExperimentConfig) -> dict[str, Any]:
+    """`run_config` of a resolved config (what its config.yaml holds)."""
+    return run_config(yaml.safe_load(dump_config(config)))
 
 
 def without_later_defaults(values: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +251,24 @@ def config_differences(saved: Any, new: Any, prefix: str = "", limit: int = 5) -
     identity (``runtime.executor``: where units run, not what they compute) may differ. A
     `LATER_OPTIONS` key that ``new`` leaves out (it holds the old behaviour) counts with
     that value when ``saved`` has it."""
+    return _differences(saved, new, prefix, limit, ("in the folder", "here"), both=False)
+
+
+def run_differences(
+    first: Mapping[str, Any], second: Mapping[str, Any], names: tuple[str, str], limit: int = 5
+) -> list[str]:
+    """``key: <first> in <names[0]>, <second> in <names[1]>`` for the first ``limit`` keys
+    where the `run_config` of two configs (plain values) differ, looked at both ways: the
+    same answer whichever comes first."""
+    a, b = run_config(first), run_config(second)
+    return _differences(a, b, "", limit, (f"in {names[0]}", f"in {names[1]}"), both=True)
+
+
+def _differences(
+    a: Any, b: Any, prefix: str, limit: int, names: tuple[str, str], *, both: bool
+) -> list[str]:
+    """The keys of ``b`` (and of ``a`` too when ``both``) where ``a`` and ``b`` differ, a
+    `LATER_OPTIONS` key one side leaves out counting with its old value."""
     out: list[str] = []
 
     def walk(a: Any, b: Any, path: str) -> None:
@@ -234,15 +277,17 @@ def config_differences(saved: Any, new: Any, prefix: str = "", limit: int = 5) -
         if isinstance(a, dict) and isinstance(b, dict):
             later = {key: old for (section, key), old in LATER_OPTIONS.items() if section == path}
             b = {**{k: v for k, v in later.items() if k in a}, **b}
-            for key in b:
+            a = {**{k: v for k, v in later.items() if k in b}, **a}
+            keys = list(b) + [k for k in a if k not in b] if both else list(b)
+            for key in keys:
                 walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 walk(x, y, f"{path}.{i}")
         elif a != b:
-            out.append(f"{path or '(top level)'}: {a!r} in the folder, {b!r} here")
+            out.append(f"{path or '(top level)'}: {a!r} {names[0]}, {b!r} {names[1]}")
 
-    walk(saved, new, prefix)
+    walk(a, b, prefix)
     return out
 
 

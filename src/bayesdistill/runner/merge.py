@@ -1,8 +1,9 @@
 """Several study folders, one table: merge compatible runs into one study folder.
 
 Studies are compatible when they ran the same data and protocol: their configs agree on
-everything but the seeds and the teacher kinds (and the executor, which changes where
-units ran, not what they computed). The merged folder holds a config with every seed and
+everything that makes a run (`bayesdistill.runner.identity.run_config`: not the executor
+nor the log options, which change where units ran and what was recorded besides, not what
+they computed) but the seeds and the teacher kinds. The merged folder holds a config with every seed and
 every teacher kind, the first folder's data.json, and per seed links to the source
 pieces (teacher network, teacher kinds, students; a piece that several folders hold is
 taken from the first); `bayesdistill.reports.write_reports` then writes one results table.
@@ -29,9 +30,10 @@ from bayesdistill.io import read_json, write_json, write_text
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.identity import (
     RunIdentity,
-    config_differences,
+    config_values,
     file_sha256,
     recorded_kind,
+    run_differences,
 )
 from bayesdistill.runner.layout import RunKind, RunLayout
 
@@ -53,7 +55,8 @@ def merge_studies(folders: Sequence[str | Path], out: str | Path) -> Path:
     configs = [_study_config(layout) for layout in layouts]
     first = _comparable(configs[0])
     for layout, config in zip(layouts[1:], configs[1:], strict=True):
-        changed = config_differences(first, _comparable(config))
+        names = (f"'{layouts[0].root}'", f"'{layout.root}'")
+        changed = run_differences(first, _comparable(config), names)
         if changed:
             raise ConfigError(
                 f"cannot merge '{layout.root}' with '{layouts[0].root}': their studies differ "
@@ -77,7 +80,7 @@ def merge_studies(folders: Sequence[str | Path], out: str | Path) -> Path:
         target.root / "merged_from.json",
         {"folders": [str(layout.root.resolve()) for layout in layouts]},
     )
-    identity = RunIdentity(RunKind.STUDY, yaml.safe_load(dump_config(config)))
+    identity = RunIdentity(RunKind.STUDY, config_values(config))
     write_json(target.identity, identity.record(finished=True))
     write_reports(target.root)
     return target.root
@@ -94,11 +97,7 @@ def _study_config(layout: RunLayout) -> dict[str, Any]:
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in config.items() if k not in IGNORED}
-    runtime = dict(out.get("runtime") or {})
-    runtime.pop("executor", None)
-    out["runtime"] = runtime
-    return out
+    return {k: v for k, v in config.items() if k not in IGNORED}
 
 
 def _merged_config(configs: list[dict[str, Any]]) -> dict[str, Any]:

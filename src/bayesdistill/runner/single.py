@@ -22,6 +22,7 @@ from bayesdistill.runner.common import load_data, log, resolve_device
 from bayesdistill.runner.identity import (
     RunIdentity,
     RunState,
+    config_values,
     data_fingerprint,
     file_record,
     finish_run,
@@ -35,7 +36,6 @@ from bayesdistill.runner.students import (
     uses_probabilities,
     uses_teacher,
 )
-from bayesdistill.runner.study import config_values
 from bayesdistill.runner.teachers import run_teacher_stage
 from bayesdistill.teachers import SavableTeacher, load_teacher
 from bayesdistill.train.accel import Acceleration

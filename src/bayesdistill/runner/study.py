@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from bayesdistill.config.loading import dump_config
 from bayesdistill.config.schema import ExecutorConfig, ExecutorName, ExperimentConfig
@@ -41,12 +40,12 @@ from bayesdistill.runner.executors import (
 from bayesdistill.runner.identity import (
     RunIdentity,
     RunState,
+    config_values,
     data_fingerprint,
     file_record,
     finish_run,
     inspect_output,
     open_run,
-    without_later_defaults,
 )
 from bayesdistill.runner.layout import RunKind, RunLayout
 from bayesdistill.runner.students import check_student_losses
@@ -56,17 +55,6 @@ from bayesdistill.runner.units import remember, run_unit, study_units
 def seed_dir(out: Path, seed: int) -> Path:
     """A study's seed folder (`RunLayout.seed`)."""
     return RunLayout(out).seed(seed).folder
-
-
-def config_values(config: ExperimentConfig) -> dict:
-    """The resolved config as the plain values its config.yaml holds, without the
-    executor and the log options (they change where units run and what is recorded
-    besides, not what they compute), and without options added later that hold their old
-    behaviour (`without_later_defaults`)."""
-    values = yaml.safe_load(dump_config(config))
-    values.get("runtime", {}).pop("executor", None)
-    values.pop("log", None)
-    return without_later_defaults(values)
 
 
 def make_executor(config: ExecutorConfig, device: torch.device) -> Executor:
