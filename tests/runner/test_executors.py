@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+
 import pytest
 
 from bayesdistill.errors import ConfigError
@@ -69,6 +71,50 @@ def test_a_killed_worker_is_reported_replaced_and_a_rerun_finishes(tmp_path):
     assert sorted(outcome.finished) == ["d", "e"]  # the replacement worker went on
     rerun = executor.run(_graph(tmp_path, a={"kill_once": True}), toy_runner)
     assert not rerun.failed and (tmp_path / "c.txt").read_text() == EXPECTED_C
+
+
+def _idle_graph(root, **extra) -> list[Unit]:
+    """a and b start together; b kills a's worker once it is idle; c (after a and b) and d
+    (after b) are handed out next, e after c."""
+    args = {"root": str(root)} | extra
+    return [
+        Unit("a", "toy", 0, args=args),
+        Unit("b", "toy", 0, args=args | {"kill_idle": "a"}),
+        Unit("c", "toy", 0, deps=("a", "b"), args=args),
+        Unit("d", "toy", 0, deps=("b",), args=args),
+        Unit("e", "toy", 0, deps=("c",), args=args),
+    ]
+
+
+def test_a_worker_killed_while_idle_is_replaced_and_nothing_is_lost(tmp_path):
+    executor = ProcessExecutor(workers=2, devices=["cpu"], threads=1)
+    outcome = executor.run(_idle_graph(tmp_path), toy_runner)
+    assert not outcome.failed and not outcome.skipped
+    assert sorted(outcome.finished) == ["a", "b", "c", "d", "e"]
+    assert (tmp_path / "e.txt").read_text() == "(e (c (a) (b)))"
+    pids = {(tmp_path / f"{name}.pid").read_text() for name in "cd"}
+    assert (tmp_path / "a.pid").read_text() not in pids  # the killed worker ran nothing more
+
+
+def test_a_unit_handed_to_a_worker_that_just_died_fails_alone_and_a_resume_redoes_it(
+    tmp_path, monkeypatch
+):
+    """The worker dies between the pool's look at it and the hand-over (here: the pool
+    takes every worker for alive): the unit is reported failed, the others go on, and a
+    rerun that skips finished units runs only the failed one and what needs it."""
+    with monkeypatch.context() as patch:
+        patch.setattr(mp.process.BaseProcess, "is_alive", lambda self: True)
+        executor = ProcessExecutor(workers=2, devices=["cpu"], threads=1)
+        outcome = executor.run(_idle_graph(tmp_path, skip_done=True), toy_runner)
+    assert list(outcome.failed) == ["c"]
+    assert "worker process it was handed to died" in outcome.failed["c"]
+    assert outcome.skipped == {"e": "c"}
+    assert sorted(outcome.finished) == ["a", "b", "d"]
+    (tmp_path / "ran.txt").unlink()
+    rerun = executor.run(_idle_graph(tmp_path, skip_done=True), toy_runner)
+    assert not rerun.failed and sorted(rerun.finished) == ["a", "b", "c", "d", "e"]
+    assert sorted((tmp_path / "ran.txt").read_text().split()) == ["c", "e"]
+    assert (tmp_path / "e.txt").read_text() == "(e (c (a) (b)))"
 
 
 def test_ray_runs_the_graph_and_reports_failures(tmp_path):

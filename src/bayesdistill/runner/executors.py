@@ -8,7 +8,8 @@ the executor only decides where and when:
 - `LocalExecutor`: in this process, one unit after the other (the default);
 - `ProcessExecutor`: N worker processes on this machine, each pinned to a device from a
   list and to its share of the CPU threads; a worker that dies (killed, out of memory) is
-  replaced, and the unit it was running is reported failed. Several workers may share a
+  replaced, and the unit it was running is reported failed (one that died while idle is
+  replaced before it is handed a unit). Several workers may share a
   GPU: a unit starts beside others only where its worker finds the memory it needs free,
   and a unit that runs out of GPU memory beside others is rerun once, alone
   (`bayesdistill.runner.packing`);
@@ -314,7 +315,9 @@ class ProcessExecutor:
     the CPU count divided among the workers), so ``workers = len(devices) * K`` puts K
     workers on each device. Units are handed to idle workers as their dependencies finish,
     each worker over its own pipe, so a worker that dies (killed, out of memory) takes down
-    nothing else: it is replaced, and its unit reported failed.
+    nothing else: it is replaced, and its unit reported failed. A worker found dead when a
+    unit is to be handed to it (it died while idle) is replaced first, and the unit goes to
+    the new one; a unit whose hand-over fails (the worker died just then) is reported failed.
 
     Workers sharing a device share its memory (`bayesdistill.runner.packing`): a unit
     starts beside others only where its worker finds free what it needs (``unit_memory_gib``
@@ -378,6 +381,7 @@ class ProcessExecutor:
         try:
             while True:
                 ready += graph.ready()
+                lost = False  # a hand-over failed: look again at what may start
                 for index, worker in enumerate(workers):
                     if worker.unit is not None:
                         continue
@@ -385,13 +389,31 @@ class ProcessExecutor:
                     unit = next((u for u in ready if budget.may_start(u, device)), None)
                     if unit is None:
                         continue
+                    if not worker.process.is_alive():  # it died while idle: nothing is lost
+                        log.warning(
+                            "worker %d (%s) died while idle (exit code %s); a new one takes "
+                            "its place",
+                            index,
+                            device,
+                            worker.process.exitcode,
+                        )
+                        workers[index] = worker = start(index)
                     ready.remove(unit)
-                    worker.unit = unit
-                    worker.connection.send((unit, budget.required(unit, device)))
-                    budget.started(unit, device)
                     graph.progress.start(unit.name)
+                    try:
+                        worker.connection.send((unit, budget.required(unit, device)))
+                    except OSError:  # BrokenPipeError: it died as the unit was handed over
+                        worker.process.join(timeout=1)
+                        graph.failed(unit.name, _died(worker, "it was handed to"))
+                        workers[index] = start(index)
+                        lost = True
+                        continue
+                    worker.unit = unit
+                    budget.started(unit, device)
                 busy = [w for w in workers if w.unit is not None]
                 if not busy:
+                    if lost:
+                        continue
                     if ready:  # cannot happen: an empty device takes any unit
                         raise RuntimeError(f"no worker may start {[u.name for u in ready]}")
                     return graph.outcome
@@ -452,12 +474,8 @@ class ProcessExecutor:
                     elif event == FAILED:
                         graph.failed(unit.name, text)
                     else:
-                        graph.failed(
-                            unit.name,
-                            f"the worker process running it died (exit code "
-                            f"{worker.process.exitcode}: killed, or out of memory)",
-                        )
                         worker.process.join(timeout=1)
+                        graph.failed(unit.name, _died(worker, "running it"))
                         workers[index] = start(index)
         finally:
             for worker in workers:
@@ -468,6 +486,14 @@ class ProcessExecutor:
                 worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
                 if worker.process.is_alive():
                     worker.process.terminate()
+
+
+def _died(worker: _Worker, when: str) -> str:
+    """The report of a unit whose worker process died ``when`` (a failed unit's text)."""
+    return (
+        f"the worker process {when} died (exit code {worker.process.exitcode}: killed, or out "
+        "of memory)"
+    )
 
 
 def _out_of_memory_note(unit: Unit, device: str, reruns: set[str]) -> str:
