@@ -41,6 +41,11 @@ STUDENT_INIT_STREAM = 2
 STUDENT_SUBSET_STREAM = 3
 STUDENT_BATCH_STREAM = 4
 STUDENT_VIEW_STREAM = 5
+TEACHER_TRAIN_STREAM = 6
+"""The teacher network's training (batch order, dropout, augmentation). Runs recorded
+before it existed trained the network on `TEACHER_INIT_STREAM`, which tied dropout's
+randomness to the initial weights; they keep doing so when resumed (run.json's
+``teacher_train_stream``, `bayesdistill.runner.identity.LATER_FACTS`)."""
 
 
 def resolve_device(name: str) -> torch.device:

@@ -45,6 +45,7 @@ from bayesdistill.io import (
     write_json,
     write_text,
 )
+from bayesdistill.runner.common import TEACHER_INIT_STREAM, TEACHER_TRAIN_STREAM
 from bayesdistill.runner.environment import environment_changes, environment_record
 from bayesdistill.runner.layout import RunKind, RunLayout
 
@@ -301,6 +302,38 @@ class Existing:
     kind: RunKind | None
     """What the folder holds (from run.json, or guessed from its files)."""
     empty: bool
+
+
+TEACHER_TRAIN_STREAM_FACT = "teacher_train_stream"
+LATER_FACTS: dict[str, tuple[Any, Any]] = {
+    TEACHER_TRAIN_STREAM_FACT: (TEACHER_INIT_STREAM, TEACHER_TRAIN_STREAM),
+}
+"""Facts of a run recorded in run.json since a change to what runs compute, each as (what a
+record without it means: what runs did before, what new runs record). A folder recorded
+before the change keeps the old value when resumed, so it gives the results it gave.
+``teacher_train_stream``: the seed stream of the teacher network's training."""
+
+
+def run_facts(existing: Existing) -> dict[str, Any]:
+    """What a run in a folder that held ``existing`` records of the `LATER_FACTS`: a new
+    run, every new value; a recorded run, the ones its record holds (it keeps the others'
+    old values, and its record stays as it was)."""
+    if existing.record is None and existing.config is None:
+        return {key: new for key, (_, new) in LATER_FACTS.items()}
+    record = existing.record or {}
+    return {key: record[key] for key in LATER_FACTS if key in record}
+
+
+def fact(record: Mapping[str, Any] | None, key: str) -> Any:
+    """The value of `LATER_FACTS` ``key`` in a run record (or `run_facts`): the old one when
+    it lacks it (or there is no record: a folder from before run.json)."""
+    return (record or {}).get(key, LATER_FACTS[key][0])
+
+
+def recorded_facts(layout: RunLayout) -> dict[str, Any]:
+    """Every `LATER_FACTS` value of the run recorded in ``layout`` (see `fact`)."""
+    record = _read_record(layout) if layout.identity.is_file() else None
+    return {key: fact(record, key) for key in LATER_FACTS}
 
 
 def inspect_output(layout: RunLayout, *, kind: RunKind, resume: bool) -> Existing:

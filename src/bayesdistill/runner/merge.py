@@ -29,9 +29,11 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.io import read_json, write_json, write_text
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.identity import (
+    LATER_FACTS,
     RunIdentity,
     config_values,
     file_sha256,
+    recorded_facts,
     recorded_kind,
     run_differences,
 )
@@ -46,17 +48,24 @@ def merge_studies(folders: Sequence[str | Path], out: str | Path) -> Path:
     reports; returns ``out``.
 
     Raises `ConfigError` when a folder is not a study, when two configs differ in anything
-    but seeds and teacher kinds (naming the differences), when ``out`` is not empty, or
-    when two folders hold different teacher networks for one seed.
+    but seeds and teacher kinds or two run.json files in a `LATER_FACTS` value (the
+    teacher network's training seed stream: a folder recorded before it and a new one),
+    naming the differences, when ``out`` is not empty, or when two folders hold different
+    teacher networks for one seed.
     """
     if len(folders) < 2:
         raise ConfigError("merging needs at least two study folders")
     layouts = [RunLayout(Path(f)) for f in folders]
     configs = [_study_config(layout) for layout in layouts]
+    facts = [recorded_facts(layout) for layout in layouts]
     first = _comparable(configs[0])
-    for layout, config in zip(layouts[1:], configs[1:], strict=True):
+    for layout, config, own in zip(layouts[1:], configs[1:], facts[1:], strict=True):
         names = (f"'{layouts[0].root}'", f"'{layout.root}'")
-        changed = run_differences(first, _comparable(config), names)
+        changed = run_differences(first, _comparable(config), names) + [
+            f"{key} (run.json): {facts[0][key]!r} in {names[0]}, {value!r} in {names[1]}"
+            for key, value in own.items()
+            if value != facts[0][key]
+        ]
         if changed:
             raise ConfigError(
                 f"cannot merge '{layout.root}' with '{layouts[0].root}': their studies differ "
@@ -80,7 +89,8 @@ def merge_studies(folders: Sequence[str | Path], out: str | Path) -> Path:
         target.root / "merged_from.json",
         {"folders": [str(layout.root.resolve()) for layout in layouts]},
     )
-    identity = RunIdentity(RunKind.STUDY, config_values(config))
+    recorded = {key: value for key, value in facts[0].items() if value != LATER_FACTS[key][0]}
+    identity = RunIdentity(RunKind.STUDY, config_values(config), extra=recorded)
     write_json(target.identity, identity.record(finished=True))
     write_reports(target.root)
     return target.root

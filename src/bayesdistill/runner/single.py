@@ -20,14 +20,17 @@ from bayesdistill.io import read_json
 from bayesdistill.runner.checks import check_experiment, check_teacher_fits
 from bayesdistill.runner.common import load_data, log, resolve_device
 from bayesdistill.runner.identity import (
+    TEACHER_TRAIN_STREAM_FACT,
     RunIdentity,
     RunState,
     config_values,
     data_fingerprint,
+    fact,
     file_record,
     finish_run,
     inspect_output,
     open_run,
+    run_facts,
 )
 from bayesdistill.runner.layout import RunKind, RunLayout, StudentFiles
 from bayesdistill.runner.students import (
@@ -63,12 +66,14 @@ def run_teachers(
     check_experiment(config, splits, teacher=True, seeds=[seed])
     labels = [kind.key for kind in config.teachers if kind.name != NO_TEACHER]
     files = {label: layout.pieces.teacher(label).teacher for label in labels}
+    facts = run_facts(existing)
     identity = RunIdentity(
         RunKind.TEACHER,
         config_values(config),
         seed=seed,
         teacher=file_record(config.teacher.checkpoint),
         data=data_fingerprint(splits),
+        extra=facts,
     )
     outputs = [*files.values(), *(layout.pieces.teacher(label).summary for label in labels)]
     state = open_run(
@@ -79,7 +84,14 @@ def run_teachers(
         return files
     with config.log.mirror():
         run_teacher_stage(
-            config, splits, seed, layout.pieces.folder, device, resume=resume, progress=progress
+            config,
+            splits,
+            seed,
+            layout.pieces.folder,
+            device,
+            train_stream=fact(facts, TEACHER_TRAIN_STREAM_FACT),
+            resume=resume,
+            progress=progress,
         )
     finish_run(layout, identity)
     return files

@@ -46,6 +46,7 @@ from bayesdistill.runner.identity import (
     finish_run,
     inspect_output,
     open_run,
+    run_facts,
 )
 from bayesdistill.runner.layout import RunKind, RunLayout
 from bayesdistill.runner.students import check_student_losses
@@ -117,6 +118,7 @@ def open_study(
         config_values(config),
         teacher=file_record(config.teacher.checkpoint),
         data=data_fingerprint(splits),
+        extra=run_facts(existing),
     )
     state = open_run(
         layout,

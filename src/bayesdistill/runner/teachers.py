@@ -125,11 +125,16 @@ def train_teacher_network(
     folder: Path,
     device: torch.device,
     *,
+    train_stream: int,
     resume: bool,
     progress: bool,
 ) -> Classifier:
     """Train (or, when finished earlier, load) the network the teacher kinds are built from;
-    with ``teacher.checkpoint``, read it from that file instead (the same for every seed)."""
+    with ``teacher.checkpoint``, read it from that file instead (the same for every seed).
+
+    It is initialised from ``(seed, TEACHER_INIT_STREAM)`` and trained (batch order,
+    dropout, augmentation) from ``(seed, train_stream)``: the run's ``teacher_train_stream``
+    (`bayesdistill.runner.identity.LATER_FACTS`; `TEACHER_TRAIN_STREAM` in new runs)."""
     files = NetworkFiles(folder)
     done = files.network
     if resume and files_exist(done, files.summary):
@@ -162,7 +167,7 @@ def train_teacher_network(
         loss_fn=onehot_ce,
         settings=config.teacher.train,
         augment=build_augment(config.teacher.augment),
-        seed=derive_seed(seed, TEACHER_INIT_STREAM),
+        seed=derive_seed(seed, train_stream),
         evaluate=network_evaluator(splits),
         run_dir=folder,
         resume=resume,
@@ -271,12 +276,14 @@ def run_teacher_stage(
     seed_dir: Path,
     device: torch.device,
     *,
+    train_stream: int,
     resume: bool,
     progress: bool,
     only: list[str] | None = None,
 ) -> dict[str, SavableTeacher]:
     """Train the teacher network once and build every configured teacher kind from it
     (or only the kinds labelled ``only``: one unit of a study run by an executor).
+    ``train_stream``: the seed stream of the network's training (`train_teacher_network`).
 
     With ``teacher.exclude_student_subset`` the network and every kind are trained without
     the student's examples (held-out distillation).
@@ -290,7 +297,14 @@ def run_teacher_stage(
     network, network_fluct = None, float("nan")
     if any(uses_network(k) for k in kinds):
         network = train_teacher_network(
-            config, splits, seed, pieces.network.folder, device, resume=resume, progress=progress
+            config,
+            splits,
+            seed,
+            pieces.network.folder,
+            device,
+            train_stream=train_stream,
+            resume=resume,
+            progress=progress,
         )
         network_fluct = read_json(pieces.network.summary)["fluctuation"]
     context = TeacherContext(

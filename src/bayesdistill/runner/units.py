@@ -31,6 +31,7 @@ from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKind
 from bayesdistill.data import DataSplits
 from bayesdistill.runner.common import load_data, resolve_device
 from bayesdistill.runner.executors import Placement, Unit, show_tracebacks, unit_log_path
+from bayesdistill.runner.identity import TEACHER_TRAIN_STREAM_FACT, recorded_facts
 from bayesdistill.runner.layout import CONFIG, RunLayout
 from bayesdistill.runner.students import train_student
 from bayesdistill.runner.teachers import (
@@ -188,6 +189,7 @@ def _network(
         seed,
         RunLayout(out).seed(seed).network.folder,
         device,
+        train_stream=_train_stream(out),
         resume=True,
         progress=progress,
     )
@@ -208,10 +210,17 @@ def _teachers(
         seed,
         RunLayout(out).seed(seed).folder,
         device,
+        train_stream=_train_stream(out),
         resume=True,
         progress=progress,
         only=labels,
     )
+
+
+def _train_stream(out: Path) -> int:
+    """The seed stream the study in ``out`` trains its teacher networks on (its run.json's
+    ``teacher_train_stream``: the old one in a folder recorded before the fact)."""
+    return recorded_facts(RunLayout(out))[TEACHER_TRAIN_STREAM_FACT]
 
 
 def _student(
