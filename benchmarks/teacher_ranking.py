@@ -18,7 +18,14 @@ from pathlib import Path
 
 from bayesdistill.reports import collect
 from bayesdistill.reports.advice import GUIDELINE, Predictor, teacher_kinds
-from bayesdistill.reports.predictors import PredictorCheck, Verdict, predictor_checks
+from bayesdistill.reports.predictors import (
+    PERCENT,
+    PredictorCheck,
+    Verdict,
+    predictor_checks,
+    student_accuracy,
+)
+from bayesdistill.reports.stats import compare_paired
 
 
 def _rho(check: PredictorCheck) -> str:
@@ -37,14 +44,31 @@ def _difference(check: PredictorCheck) -> str:
     return f"{c.mean:+.2f}{interval}"
 
 
+def chance(results, check: PredictorCheck, loss: str) -> int:
+    """How many of the check's kinds have a student that is the best or within the 95 %
+    interval of the best: what a pick at random hits with probability count / kinds."""
+    student = student_accuracy(results, check.kinds, loss)
+    best = student[check.best]
+    hits = 0
+    for kind in check.kinds:
+        if kind == check.best:
+            hits += 1
+            continue
+        c = compare_paired([PERCENT * (student[kind][s] - best[s]) for s in check.seeds])
+        hits += not c.excludes_zero
+    return hits
+
+
 def ranking_table(folders: list[Path]) -> str:
     """The markdown table of every (study, loss) and the per-measurement summary."""
     lines = [
-        "| study | loss | kinds | guideline picks | best student | picked − best, pp [95 %] "
-        "| verdict | ρ, held-out NLL [95 %] | highest ρ | measurements whose pick is best/within |",
+        "| study | loss | kinds (best or within) | guideline picks | best student | picked − best, "
+        "pp [95 %] | verdict | ρ, held-out NLL [95 %] | highest ρ | measurements whose pick is "
+        "best/within |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     tally: dict[Predictor, list[PredictorCheck]] = {}
+    expected = 0.0
     for folder in folders:
         results = collect(folder)
         specs = {x.get("label") or x["name"]: x for x in results.config["student"]["losses"]}
@@ -59,14 +83,20 @@ def ranking_table(folders: list[Path]) -> str:
             ranked = [c for c in checks if not math.isnan(c.correlation.rho)]
             top = max(ranked, key=lambda c: c.correlation.rho) if ranked else None
             good = ", ".join(c.predictor.title for c in checks if c.verdict.good)
+            hits = chance(results, guideline, loss)
+            expected += hits / len(guideline.kinds)
             lines.append(
-                f"| {folder.name} | `{loss}` | {len(teacher_kinds(results, only))} | "
+                f"| {folder.name} | `{loss}` | {len(teacher_kinds(results, only))} ({hits}) | "
                 f"`{guideline.pick}` | `{guideline.best}` | {_difference(guideline)} | "
                 f"{guideline.verdict.value} | {_rho(guideline)} | "
                 + ("—" if top is None else f"{top.predictor.title} ({top.correlation.rho:+.2f})")
                 + f" | {good or 'none'} |"
             )
+    cases = len(tally.get(GUIDELINE, []))
     lines += [
+        "",
+        f"A kind picked at random is the best or within in {expected:.1f} of {cases} cases on "
+        "average (the count in brackets over the kinds, summed over cases).",
         "",
         "| teacher measurement | cases best or within | worst miss, pp [95 %] |",
         "|---|---|---|",
