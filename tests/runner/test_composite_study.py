@@ -10,7 +10,6 @@ from bayesdistill.config import load_config
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import JsonLines, read_json
 from bayesdistill.runner import run_study
-from bayesdistill.runner.executors import StudyFailedError
 from bayesdistill.runner.students import check_student_losses, uses_teacher
 
 COMPOSITE = {
@@ -68,12 +67,14 @@ def test_feature_terms_with_a_networkless_teacher_fail_clearly(tmp_path):
     config = load_config(
         {**TINY, "teachers": ["exact_bcp"], "student": {**TINY["student"], "losses": [COMPOSITE]}}
     )
-    # the student's unit fails with the teacher's problem named; the other units finish
+    # refused before anything runs or is written, naming the loss and the teacher kind
     with pytest.raises(
-        StudyFailedError,
-        match=r"(?s)seed_0/student/.*/exact_bcp.*kind 'exact_bcp' has no single network",
+        ConfigError,
+        match=r"student loss '.*' has feature terms.*teacher 'exact_bcp' is of kind "
+        r"'exact_bcp' and has no single network",
     ):
         run_study(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_student_losses_are_checked_against_the_class_count():
