@@ -419,7 +419,8 @@ def _in_sample_text(advice: TeacherAdvice) -> list[str]:
     shown = advice.swaps[:MAX_SWAPS_SHOWN]
     pairs = ", ".join(f"`{a}` before `{b}`" for a, b in shown)
     if len(advice.swaps) > len(shown):
-        pairs += f" and {len(advice.swaps) - len(shown)} more pairs"
+        more = len(advice.swaps) - len(shown)
+        pairs += f" and {more} more pair{'s' if more > 1 else ''}"
     total = len(order) * (len(order) - 1) // 2
     top = (
         f" The in-sample best is `{order[0]}`, not `{advice.recommended}`."
