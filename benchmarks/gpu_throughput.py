@@ -64,7 +64,7 @@ from bayesdistill.config import ExperimentConfig, load_config
 from bayesdistill.config.schema import ModelConfig
 from bayesdistill.data import ArrayData, DataSplits
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.base import Standardizer
+from bayesdistill.data.standardize import Standardizer
 from bayesdistill.io import write_json
 from bayesdistill.losses import LOSSES, onehot_ce
 from bayesdistill.models import Classifier

@@ -46,7 +46,7 @@ from workload import (
 )
 
 from bayesdistill.data import ondisk_data, save_arrays
-from bayesdistill.data.stream import LoaderOptions
+from bayesdistill.data.labelled import LoaderOptions
 from bayesdistill.losses import onehot_ce
 from bayesdistill.train import fit
 

@@ -15,7 +15,7 @@ import torch
 
 from bayesdistill.config.losses import LossConfig
 from bayesdistill.config.schema import StudentConfig, SubsetConfig
-from bayesdistill.data import DataSplits, GaussianMixture, base
+from bayesdistill.data import DataSplits, GaussianMixture, arrays
 from bayesdistill.runner import students
 from bayesdistill.runner.students import student_indices, train_student
 from bayesdistill.teachers import ExactBayesTeacher
@@ -42,7 +42,7 @@ def test_exact_teacher_table_reaches_the_student_on_its_device(
 
     monkeypatch.setattr(students, "distill", fake_distill)
     if device == "meta":  # meta tensors hold no values for ArrayData to check
-        monkeypatch.setattr(base, "validate_arrays", lambda *args, **kwargs: None)
+        monkeypatch.setattr(arrays, "validate_arrays", lambda *args, **kwargs: None)
     config = StudentConfig(subset=SubsetConfig(per_class=5))
     with pytest.raises(_HandedError):
         train_student(

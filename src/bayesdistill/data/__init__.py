@@ -1,9 +1,16 @@
-"""Data: synthetic mixtures with exact BCPs, MNIST-1D, CIFAR-10/100, SVHN, ``.npz`` files.
+"""Data: synthetic mixtures with exact BCPs, MNIST-1D, CIFAR-10/100, SVHN, ``.npz`` files,
+image folders and memory-mapped arrays read from disk.
 
 Datasets are registered by name in `DATASETS`; each factory takes keyword-only options and
-returns a `RawDataset`, which `make_splits` turns into standardised train/val/test sets.
+returns a `RawDataset` (tensors) or a `RawStream` (read from disk example by example,
+`StreamData`), which `make_splits` turns into standardised train/val/test sets.
+
+Modules: `arrays` (`ArrayData`), `labelled` (`LabelledData`, `StreamData`), `standardize`,
+`raw` (what a factory returns), `splits`, the sources (`synthetic`, `sources`, `vision`,
+`stream_sources`), `memmap` (arrays on disk) and `augment`.
 """
 
+from bayesdistill.data.arrays import ArrayData, as_tensor_data, validate_arrays
 from bayesdistill.data.augment import (
     AUGMENTATIONS,
     Augmentation,
@@ -13,20 +20,19 @@ from bayesdistill.data.augment import (
     crop,
     hflip,
 )
-from bayesdistill.data.base import (
-    ArrayData,
-    DataSplits,
-    RawDataset,
-    Standardization,
-    Standardizer,
-    as_tensor_data,
-    validate_arrays,
-)
-from bayesdistill.data.ondisk import OnDiskArrays, ondisk_data, save_arrays
+from bayesdistill.data.labelled import LabelledData, LoaderOptions, StreamData, stream_data
+from bayesdistill.data.memmap import OnDiskArrays, ondisk_data, save_arrays
+from bayesdistill.data.raw import RawDataset, RawStream
 from bayesdistill.data.sources import mnist1d, npz, save_npz
-from bayesdistill.data.splits import make_splits, per_class_subset, split_indices
-from bayesdistill.data.stream import LabelledData, LoaderOptions, StreamData, stream_data
-from bayesdistill.data.streamed import RawStream, arrays_on_disk, image_folder, make_stream_splits
+from bayesdistill.data.splits import (
+    DataSplits,
+    make_splits,
+    make_stream_splits,
+    per_class_subset,
+    split_indices,
+)
+from bayesdistill.data.standardize import Standardization, Standardizer
+from bayesdistill.data.stream_sources import arrays_on_disk, image_folder
 from bayesdistill.data.synthetic import GaussianMixture, gaussian_mixture
 from bayesdistill.data.vision import cifar10, cifar100, svhn
 from bayesdistill.registry import Registry

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesdistill.data.base import RawDataset, as_tensor_data
+from bayesdistill.data.arrays import as_tensor_data
+from bayesdistill.data.raw import RawDataset
 from bayesdistill.errors import ConfigError, DataError, DataFileNotFoundError
 
 MNIST1D_CLASSES = 10

@@ -1,21 +1,59 @@
-"""Deterministic splits and per-class subsets, each chosen by a seed."""
+"""Train / validation / test splits and per-class subsets, each chosen by a seed.
+
+`make_splits` turns what a dataset factory returns into standardised `DataSplits`: a
+`RawDataset` into in-memory `ArrayData`, a `RawStream` into `StreamData` read from disk.
+Both follow the same rules and checks (`_positions`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
-from bayesdistill.data.base import (
-    ArrayData,
-    DataSplits,
-    RawDataset,
-    Standardization,
-    Standardizer,
-)
+from bayesdistill.data.arrays import ArrayData
+from bayesdistill.data.labelled import LoaderOptions, StreamData
+from bayesdistill.data.raw import RawDataset, RawStream
+from bayesdistill.data.standardize import Standardization, Standardizer, fit_in_batches
 from bayesdistill.errors import ConfigError, DataError
+
+STATS_BATCH_SIZE = 512
+"""Examples per batch when fitting the standardisation to a streamed training split."""
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Standardised train / validation / test sets of one dataset: in-memory `ArrayData`,
+    or `StreamData` for a dataset read from disk batch by batch."""
+
+    name: str
+    train: ArrayData | StreamData
+    val: ArrayData | StreamData
+    test: ArrayData | StreamData
+    standardizer: Standardizer
+    bayes_posterior: Callable[[Tensor], Tensor] | None = None
+    bayes_state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.train.input_shape
+
+    @property
+    def has_bcp(self) -> bool:
+        return self.train.bcp is not None
+
+    def with_train(self, train: ArrayData | StreamData) -> DataSplits:
+        return replace(self, train=train)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -43,12 +81,13 @@ def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[Tenso
 
 
 def make_splits(
-    raw: RawDataset,
+    raw: RawDataset | RawStream,
     *,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
     standardize: Standardization | str = Standardization.FEATURE,
+    loader: LoaderOptions | None = None,
 ) -> DataSplits:
     """Split a raw dataset into standardised train / validation / test sets.
 
@@ -56,14 +95,49 @@ def make_splits(
     examples form the validation set; otherwise the examples are split into
     ``(1 − val − test, val, test)``. Inputs are standardised with training statistics,
     or with the source's published constants for ``Standardization.DATASET``.
+
+    A `RawDataset` gives `ArrayData` splits, standardised once; a `RawStream` gives
+    `StreamData` splits, read with ``loader`` and standardised batch by batch with
+    statistics fitted in one pass over the training split (in-memory data is batched from
+    its tensors: ``loader`` does not apply to it).
+
+    Raises `ConfigError` for a fraction outside ``[0, 1)`` or fractions that leave no
+    training share, and `DataError` for a split that would be empty.
     """
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= frac < 1.0:
             raise ConfigError(f"{name} must lie in [0, 1), got {frac}")
-    n = len(raw.y)
-    if raw.x_test is not None and raw.y_test is not None:
+    if isinstance(raw, RawStream):
+        n, own_test = len(raw.train), raw.test
+    else:
+        n, own_test = len(raw.y), raw.y_test
+    train_idx, val_idx, test_idx = _positions(
+        raw.name, n, None if own_test is None else len(own_test), val_fraction, test_fraction, seed
+    )
+    mode = Standardization(standardize)
+    if isinstance(raw, RawStream):
+        return _stream_splits(raw, train_idx, val_idx, test_idx, mode, loader)
+    return _array_splits(raw, train_idx, val_idx, test_idx, mode)
+
+
+make_stream_splits = make_splits
+"""The name streamed datasets were split with before `make_splits` took both kinds."""
+
+
+def _positions(
+    name: str,
+    n: int,
+    own_test: int | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Positions of the training, validation and test examples in the pool of ``n``; the
+    test positions are None where the source has a test set of its own (of ``own_test``
+    examples). Raises when a split would be empty."""
+    test_idx = None
+    if own_test is not None:
         train_idx, val_idx = split_indices(n, (1.0 - val_fraction, val_fraction), seed)
-        test = (raw.x_test, raw.y_test, raw.bcp_test)
     else:
         if val_fraction + test_fraction >= 1.0:
             raise ConfigError(
@@ -72,13 +146,29 @@ def make_splits(
         train_idx, val_idx, test_idx = split_indices(
             n, (1.0 - val_fraction - test_fraction, val_fraction, test_fraction), seed
         )
-        test = (raw.x[test_idx], raw.y[test_idx], _take(raw.bcp, test_idx))
     for part, idx in (("train", train_idx), ("validation", val_idx)):
         if len(idx) == 0:
-            raise DataError(f"dataset '{raw.name}' with {n} examples leaves an empty {part} set")
-    if len(test[1]) == 0:
-        raise DataError(f"dataset '{raw.name}' leaves an empty test set; raise test_fraction")
-    standardizer = _standardizer(raw, train_idx, Standardization(standardize))
+            raise DataError(f"dataset '{name}' with {n} examples leaves an empty {part} set")
+    if (own_test if test_idx is None else len(test_idx)) == 0:
+        raise DataError(f"dataset '{name}' leaves an empty test set; raise test_fraction")
+    return train_idx, val_idx, test_idx
+
+
+def _array_splits(
+    raw: RawDataset,
+    train_idx: Tensor,
+    val_idx: Tensor,
+    test_idx: Tensor | None,
+    mode: Standardization,
+) -> DataSplits:
+    if test_idx is None:
+        test = (raw.x_test, raw.y_test, raw.bcp_test)
+    else:
+        test = (raw.x[test_idx], raw.y[test_idx], _take(raw.bcp, test_idx))
+    if mode is Standardization.DATASET:
+        standardizer = _published(raw, mode)
+    else:
+        standardizer = Standardizer.fit(raw.x[train_idx], mode)
 
     def build(x: Tensor, y: Tensor, bcp: Tensor | None) -> ArrayData:
         return ArrayData(standardizer(x), y, raw.num_classes, bcp)
@@ -87,16 +177,40 @@ def make_splits(
         name=raw.name,
         train=build(raw.x[train_idx], raw.y[train_idx], _take(raw.bcp, train_idx)),
         val=build(raw.x[val_idx], raw.y[val_idx], _take(raw.bcp, val_idx)),
-        test=build(*test),
+        test=build(*test),  # type: ignore[arg-type]
         standardizer=standardizer,
         bayes_posterior=raw.bayes_posterior,
         bayes_state=raw.bayes_state,
     )
 
 
-def _standardizer(raw: RawDataset, train_idx: Tensor, mode: Standardization) -> Standardizer:
-    if mode is not Standardization.DATASET:
-        return Standardizer.fit(raw.x[train_idx], mode)
+def _stream_splits(
+    raw: RawStream,
+    train_idx: Tensor,
+    val_idx: Tensor,
+    test_idx: Tensor | None,
+    mode: Standardization,
+    loader: LoaderOptions | None,
+) -> DataSplits:
+    train = raw.train.subset(train_idx)
+    test = raw.test if test_idx is None else raw.train.subset(test_idx)
+    if mode is Standardization.DATASET:
+        standardizer = _published(raw, mode)
+    else:
+        batches = (x for x, _ in DataLoader(train.dataset, batch_size=STATS_BATCH_SIZE))
+        standardizer = fit_in_batches(batches, tuple(train.input_shape), mode)
+    options = {"standardizer": standardizer, "loader": loader or LoaderOptions()}
+    return DataSplits(
+        name=raw.name,
+        train=replace(train, **options),  # type: ignore[arg-type]
+        val=replace(raw.train.subset(val_idx), **options),  # type: ignore[arg-type]
+        test=replace(test, **options),  # type: ignore[arg-type]
+        standardizer=standardizer,
+    )
+
+
+def _published(raw: RawDataset | RawStream, mode: Standardization) -> Standardizer:
+    """The normalisation constants ``raw`` publishes, for ``Standardization.DATASET``."""
     if raw.normalization is None:
         fitted = ", ".join(repr(m.value) for m in Standardization if m is not mode)
         raise ConfigError(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bayesdistill.data.base import RawDataset
+from bayesdistill.data.raw import RawDataset
 from bayesdistill.errors import ConfigError
 
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdistill.data.base import RawDataset, Standardizer
+from bayesdistill.data.raw import RawDataset
+from bayesdistill.data.standardize import Standardizer
 from bayesdistill.errors import ConfigError, DataError, DataFileNotFoundError
 
 PIXEL_MAX = 255.0

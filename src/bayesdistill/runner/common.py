@@ -19,8 +19,8 @@ from bayesdistill.config.schema import (
 )
 from bayesdistill.data import AUGMENTATIONS, DATASETS, DataSplits, make_splits
 from bayesdistill.data.augment import Augmentation, Compose
-from bayesdistill.data.stream import LabelledData, LoaderOptions
-from bayesdistill.data.streamed import RawStream, make_stream_splits
+from bayesdistill.data.labelled import LabelledData, LoaderOptions
+from bayesdistill.data.raw import RawStream
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import load_torch, save_torch
 from bayesdistill.metrics import classification_metrics
@@ -94,21 +94,13 @@ def load_data(config: DataConfig, loader: LoaderOptions | None = None) -> DataSp
             "is the test set; remove data.test_fraction (data.val_fraction still applies)"
         )
     test_fraction = DEFAULT_TEST_FRACTION if config.test_fraction is None else config.test_fraction
-    if isinstance(raw, RawStream):
-        return make_stream_splits(
-            raw,
-            val_fraction=config.val_fraction,
-            test_fraction=test_fraction,
-            seed=config.split_seed,
-            standardize=config.standardize,
-            loader=loader,
-        )
     return make_splits(
         raw,
         val_fraction=config.val_fraction,
         test_fraction=test_fraction,
         seed=config.split_seed,
         standardize=config.standardize,
+        loader=loader,
     )
 
 

@@ -17,7 +17,7 @@ import torch
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
 from bayesdistill.data import DataSplits
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.io import JsonLines, files_exist, load_torch, read_json, save_torch, write_json
 from bayesdistill.losses import onehot_ce
 from bayesdistill.metrics import fluctuation, mean_entropy

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.io import save_torch
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdistill.data.base import Standardizer
+from bayesdistill.data.standardize import Standardizer
 from bayesdistill.data.synthetic import GaussianMixture
 from bayesdistill.errors import ConfigError
 from bayesdistill.teachers.base import SavableTeacher

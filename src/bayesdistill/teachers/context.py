@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.base import DataSplits
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
+from bayesdistill.data.splits import DataSplits
 from bayesdistill.data.synthetic import GaussianMixture
 from bayesdistill.errors import ConfigError
 from bayesdistill.losses import onehot_ce

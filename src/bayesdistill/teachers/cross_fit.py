@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError, DataError
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
 from bayesdistill.seeding import derive_seed, generator, seeded

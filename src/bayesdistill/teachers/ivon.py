@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.seeding import generator

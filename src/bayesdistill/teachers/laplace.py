@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import CheckpointError, ConfigError
 from bayesdistill.metrics import NLL_EPS
 from bayesdistill.models import Classifier

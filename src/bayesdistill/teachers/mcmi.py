@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.losses.response import PROB_FLOOR
 from bayesdistill.models import Classifier
 from bayesdistill.teachers.base import network_from_state, network_state

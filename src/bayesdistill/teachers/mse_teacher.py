@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.teachers.base import network_from_state, network_state

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.losses.response import PROB_FLOOR, temper_probs
 from bayesdistill.teachers.base import SavableTeacher

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bayesdistill.data.base import ArrayData
+from bayesdistill.data.arrays import ArrayData
 from bayesdistill.metrics import ece
 from bayesdistill.models import create_model
 from bayesdistill.seeding import generator

@@ -35,7 +35,7 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from bayesdistill.data import gaussian_mixture, make_splits, per_class_subset
-from bayesdistill.data.base import DataSplits
+from bayesdistill.data.splits import DataSplits
 from bayesdistill.losses import onehot_ce, soft_ce
 from bayesdistill.losses.response import PROB_FLOOR
 from bayesdistill.models import Classifier, create_model

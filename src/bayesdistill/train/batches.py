@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from bayesdistill.data.base import ArrayData
-from bayesdistill.data.stream import LabelledData, StreamData, check_labels
+from bayesdistill.data.arrays import ArrayData
+from bayesdistill.data.labelled import LabelledData, StreamData, check_labels
 from bayesdistill.errors import ConfigError
 from bayesdistill.seeding import derive_seed, generator
 

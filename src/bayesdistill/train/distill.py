@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError, DataError
 from bayesdistill.losses import (
     LOSSES,

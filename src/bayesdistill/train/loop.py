@@ -42,9 +42,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from bayesdistill.data.arrays import ArrayData
 from bayesdistill.data.augment import Augmentation
-from bayesdistill.data.base import ArrayData
-from bayesdistill.data.stream import StreamData
+from bayesdistill.data.labelled import StreamData
 from bayesdistill.losses import unchecked
 from bayesdistill.seeding import derive_seed, generator, seeded
 from bayesdistill.train import distributed

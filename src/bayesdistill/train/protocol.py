@@ -15,7 +15,7 @@ from torch import Tensor
 from bayesdistill.errors import DataError
 
 if TYPE_CHECKING:
-    from bayesdistill.data.stream import LabelledData
+    from bayesdistill.data.labelled import LabelledData
     from bayesdistill.train.accel import Acceleration
 
 PREDICTIONS = "predictions"

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import INFERENCE_BATCH_SIZE, input_batches

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from bayesdistill.data.augment import Augmentation, is_parametric
-from bayesdistill.data.stream import LabelledData
+from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.seeding import generator
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration

@@ -17,10 +17,9 @@ from bayesdistill.data import (
     Standardizer,
     StreamData,
     make_splits,
-    make_stream_splits,
     save_npz,
 )
-from bayesdistill.data.ondisk import save_arrays
+from bayesdistill.data.memmap import save_arrays
 from bayesdistill.errors import DataFileNotFoundError
 from bayesdistill.runner import run_study
 
@@ -38,7 +37,7 @@ def test_stream_standardisation_equals_the_in_memory_fit(tmp_path, mode):
     x, y = _arrays(90, 0)
     save_arrays(tmp_path / "train", x, y)
     raw = DATASETS.build("arrays_on_disk", root=str(tmp_path))
-    splits = make_stream_splits(raw, val_fraction=0.2, test_fraction=0.2, seed=3, standardize=mode)
+    splits = make_splits(raw, val_fraction=0.2, test_fraction=0.2, seed=3, standardize=mode)
     assert isinstance(splits.train, StreamData)
     in_memory = torch.from_numpy(x)[splits.train.dataset.indices]
     expected = Standardizer.fit(in_memory, Standardization(mode))
@@ -50,7 +49,7 @@ def test_stream_splits_are_the_in_memory_splits(tmp_path):
     x, y = _arrays(90, 1)
     save_arrays(tmp_path / "train", x, y)
     save_npz(tmp_path / "d.npz", x=x, y=y)
-    streamed = make_stream_splits(
+    streamed = make_splits(
         DATASETS.build("arrays_on_disk", root=str(tmp_path)), seed=5, standardize="channel"
     )
     memory = make_splits(

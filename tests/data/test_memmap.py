@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from bayesdistill.data import ArrayData, OnDiskArrays, Standardizer, ondisk_data, save_arrays
-from bayesdistill.data.stream import LoaderOptions, StreamData, stream_data
+from bayesdistill.data.labelled import LoaderOptions, StreamData, stream_data
 from bayesdistill.errors import DataError, DataFileNotFoundError
 from bayesdistill.losses import onehot_ce
 from bayesdistill.teachers import DeterministicTeacher

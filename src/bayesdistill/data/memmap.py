@@ -1,4 +1,4 @@
-"""Arrays saved on disk and read example by example: labelled data larger than memory.
+"""Memory-mapped arrays on disk, read example by example: labelled data larger than memory.
 
 A folder holds two NumPy files: ``x.npy``, the inputs ``(N, *input_shape)`` (any real
 dtype: float32, float16, uint8 images, ...), and ``y.npy``, the labels ``(N,)`` (integers).
@@ -32,8 +32,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from bayesdistill.data.base import Standardizer
-from bayesdistill.data.stream import LoaderOptions, StreamData, stream_data
+from bayesdistill.data.labelled import LoaderOptions, StreamData, stream_data
+from bayesdistill.data.standardize import Standardizer
 from bayesdistill.errors import DataError, DataFileNotFoundError
 from bayesdistill.io import atomic_open
 

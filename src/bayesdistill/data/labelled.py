@@ -1,12 +1,14 @@
-"""Data read example by example from a map-style ``torch.utils.data.Dataset``.
+"""Labelled data: what training, teachers and metrics accept (`LabelledData`), and
+`StreamData`, labelled data read example by example from a map-style ``Dataset``.
 
-`ArrayData` holds a whole set as tensors on one device: the fast default. `StreamData` is
-its counterpart for sets that do not fit in memory (an ``ImageFolder``, files on disk): a
-``Dataset`` whose item ``i`` is ``(x_i, y_i)``, read through a ``DataLoader`` (worker
-processes, pinned memory) one batch at a time. Both are *labelled data*: they have a length,
-labels ``y`` ``(N,)`` held in memory (small: they are needed for per-class subsets,
-stratified folds and metrics), ``num_classes`` and ``input_shape``. An example's stable id
-is its position ``i``: cached teacher predictions and features are looked up by it.
+`ArrayData` (`bayesdistill.data.arrays`) holds a whole set as tensors on one device: the
+fast default. `StreamData` is its counterpart for sets that do not fit in memory (an
+``ImageFolder``, arrays on disk): a ``Dataset`` whose item ``i`` is ``(x_i, y_i)``, read
+through a ``DataLoader`` (worker processes, pinned memory) one batch at a time. Both are
+*labelled data*: they have a length, labels ``y`` ``(N,)`` held in memory (small: they are
+needed for per-class subsets, stratified folds and metrics), ``num_classes`` and
+``input_shape``. An example's stable id is its position ``i``: cached teacher predictions
+and features are looked up by it.
 
 Inputs are standardised per batch on the training device (``standardizer``), so the
 ``Dataset`` yields raw tensors.
@@ -23,7 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from bayesdistill.data.base import ArrayData, Standardizer
+from bayesdistill.data.arrays import ArrayData
+from bayesdistill.data.standardize import Standardizer
 from bayesdistill.errors import ConfigError, DataError
 
 
