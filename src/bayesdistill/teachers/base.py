@@ -32,14 +32,22 @@ TEACHER_VERSION = 1
 class SavableTeacher:
     """Base of bayesdistill's teachers: saving, device moves, input checks.
 
-    Subclasses set ``kind`` (the name of their entry in `TEACHERS`, whose ``saves`` tag
-    names the class, or the name of a wrapper in `bayesdistill.teachers.files`), implement
-    `_predict` (called under ``torch.no_grad()``), `payload` (tensors and plain values only)
-    and `from_payload`.
+    Subclasses set ``kind``, implement `_predict` (called under ``torch.no_grad()``),
+    `payload` (tensors and plain values only) and `from_payload`. A teacher kind is an entry
+    of `TEACHERS` under its ``kind``, whose ``saves`` tag names the class. A teacher that
+    wraps teachers of any kind and is no kind of its own (temperature scaling on top,
+    cross-fitting) is declared a wrapper instead, ``class TemperedTeacher(SavableTeacher,
+    wrapper=True)``, and registers itself under its ``kind`` (`wrapper_classes`). Either way
+    `bayesdistill.teachers.files` finds the class of a saved file without importing it.
     """
 
     kind: ClassVar[str]
     num_classes: int
+
+    def __init_subclass__(cls, *, wrapper: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if wrapper:
+            _register_wrapper(cls)
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor) -> Tensor:
@@ -95,6 +103,33 @@ class SavableTeacher:
         )
 
 
+_WRAPPERS: dict[str, type[SavableTeacher]] = {}
+"""``kind`` → class of each teacher declared with ``wrapper=True``."""
+
+
+def _register_wrapper(cls: type[SavableTeacher]) -> None:
+    kind = cls.__dict__.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"wrapper teacher {cls.__qualname__} must set its own `kind` (a name)")
+    known = _WRAPPERS.get(kind)
+    if known is not None and _name(known) != _name(cls):  # the same class imported again
+        raise TypeError(
+            f"wrapper teacher kind '{kind}' is taken by {_name(known)}; "
+            f"give {_name(cls)} a kind of its own"
+        )
+    _WRAPPERS[kind] = cls
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def wrapper_classes() -> tuple[type[SavableTeacher], ...]:
+    """The teachers that wrap teachers of any kind (declared with ``wrapper=True``:
+    `TemperedTeacher`, `CrossFittedTeacher`), in the order they were defined."""
+    return tuple(_WRAPPERS.values())
+
+
 def network_state(network: Classifier) -> dict[str, Any]:
     """A network's spec and weights, as plain values and tensors."""
     spec = getattr(network, "spec", None)
@@ -143,6 +178,7 @@ __all__ = [
     "network_from_state",
     "network_state",
     "vectorized_mean",
+    "wrapper_classes",
 ]
 
 

@@ -307,7 +307,7 @@ def cross_fit(
     return CrossFitPlan.make(context, folds, seed=seed).build(kind, predictor=predictor, **options)
 
 
-class CrossFittedTeacher(SavableTeacher):
+class CrossFittedTeacher(SavableTeacher, wrapper=True):
     """K teachers, each trained without one fold, and their out-of-fold training targets.
 
     On its training set (identified by size and labels, see `fitted_on`) the teacher's

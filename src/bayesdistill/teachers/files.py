@@ -2,9 +2,11 @@
 
 A file written by ``teacher.save(path)`` names its teacher's ``kind``. The class that reads
 it back is found through the teacher registry (`TEACHERS`: each entry's ``saves`` tag), or
-is one of the `wrappers`, which hold teachers of any kind (temperature scaling on top,
-cross-fitting) and are not kinds of their own. Composite teachers (ensembles and the
-wrappers) rebuild their parts with `teacher_from_payload`.
+is one of the wrappers, which hold teachers of any kind (temperature scaling on top,
+cross-fitting), are not kinds of their own and register themselves by kind
+(`bayesdistill.teachers.base.wrapper_classes`). So this module imports no concrete
+teacher; composite teachers (ensembles and the wrappers) rebuild their parts with
+`teacher_from_payload`.
 """
 
 from __future__ import annotations
@@ -16,26 +18,17 @@ import torch
 
 from bayesdistill.errors import CheckpointError
 from bayesdistill.io import load_torch
-from bayesdistill.teachers.base import TEACHER_FORMAT, SavableTeacher
+from bayesdistill.teachers.base import TEACHER_FORMAT, SavableTeacher, wrapper_classes
 from bayesdistill.teachers.context import TEACHERS
-
-
-def wrappers() -> tuple[type[SavableTeacher], ...]:
-    """The teachers that wrap a teacher of any kind: `TemperedTeacher`, `CrossFittedTeacher`."""
-    # imported here: both modules rebuild the teachers they wrap through this one
-    from bayesdistill.teachers.cross_fit import CrossFittedTeacher
-    from bayesdistill.teachers.tempered import TemperedTeacher
-
-    return (TemperedTeacher, CrossFittedTeacher)
 
 
 def saved_kinds() -> dict[str, type[SavableTeacher]]:
     """``kind`` → class, for every kind a saved teacher file may name: the ``saves`` class
-    of each `TEACHERS` entry (under the entry's name), and the `wrappers`."""
+    of each `TEACHERS` entry (under the entry's name), and the wrappers."""
     kinds: dict[str, type[SavableTeacher]] = {
         name: TEACHERS.entry(name).tags["saves"] for name in TEACHERS
     }
-    return kinds | {cls.kind: cls for cls in wrappers()}
+    return kinds | {cls.kind: cls for cls in wrapper_classes()}
 
 
 def teacher_from_payload(kind: object, payload: dict[str, Any], what: str) -> SavableTeacher:

@@ -23,7 +23,7 @@ from bayesdistill.train.protocol import PREDICTIONS
 from bayesdistill.train.targets import predict_in_batches
 
 
-class TemperedTeacher(SavableTeacher):
+class TemperedTeacher(SavableTeacher, wrapper=True):
     """Another teacher's probabilities at temperature T: ``p^(1/T) / Σ_j p_j^(1/T)``."""
 
     kind = "tempered"
