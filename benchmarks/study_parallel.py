@@ -28,7 +28,8 @@ import torch
 
 from bayesdistill.config import load_config
 from bayesdistill.runner import run_study
-from bayesdistill.runner.executors import LocalExecutor, Placement, ProcessExecutor, RayExecutor
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.graph import Placement
 
 WORKERS = 2
 

@@ -22,7 +22,7 @@ from bayesdistill.config import ExperimentConfig, load_config
 from bayesdistill.data import ArrayData, DataSplits
 from bayesdistill.models import Classifier
 from bayesdistill.runner.common import STUDENT_INIT_STREAM, init_network, load_data
-from bayesdistill.runner.students import student_indices
+from bayesdistill.runner.targets import student_indices
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from bayesdistill.runner.executors import Placement, Unit
+from bayesdistill.runner.graph import Placement, Unit
 
 GIB = 1024**3
 WAIT_SECONDS = 60

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bayesdistill.config import load_config
+from bayesdistill.layout import RunLayout
 from bayesdistill.reports.advice import ADVICE_JSON, ADVICE_MD, Predictor
 from bayesdistill.runner.advise import run_advise
-from bayesdistill.runner.layout import RunLayout
 from bayesdistill.runner.study import run_study
 
 NOISE_LEVELS = [20.0, 2.0, 0.5]

@@ -17,7 +17,8 @@ from bayesdistill.config.losses import LossConfig
 from bayesdistill.config.schema import StudentConfig, SubsetConfig
 from bayesdistill.data import DataSplits, GaussianMixture, arrays
 from bayesdistill.runner import students
-from bayesdistill.runner.students import student_indices, train_student
+from bayesdistill.runner.students import train_student
+from bayesdistill.runner.targets import student_indices
 from bayesdistill.teachers import ExactBayesTeacher
 from bayesdistill.train import predict_in_batches
 

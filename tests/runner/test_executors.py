@@ -7,15 +7,8 @@ import multiprocessing as mp
 import pytest
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.runner.executors import (
-    LocalExecutor,
-    ProcessExecutor,
-    RayExecutor,
-    StudyFailedError,
-    Unit,
-    check_graph,
-    parse_devices,
-)
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor, parse_devices
+from bayesdistill.runner.graph import StudyFailedError, Unit, check_graph
 
 from .toy_units import toy_runner
 
@@ -140,7 +133,7 @@ def test_error_summary_is_the_last_exception_of_a_traceback():
     import traceback
 
     from bayesdistill.errors import ConfigError
-    from bayesdistill.runner.executors import error_summary
+    from bayesdistill.runner.graph import error_summary
 
     try:
         try:

@@ -15,7 +15,8 @@ import yaml
 from bayesdistill.config import load_config
 from bayesdistill.errors import ConfigError
 from bayesdistill.runner import run_study
-from bayesdistill.runner.executors import LocalExecutor, Placement
+from bayesdistill.runner.executors import LocalExecutor
+from bayesdistill.runner.graph import Placement
 from bayesdistill.runner.merge import merge_studies
 
 TINY = {

@@ -20,13 +20,8 @@ from bayesdistill.cli.main import _executor_overrides, app
 from bayesdistill.config import dump_config, load_config
 from bayesdistill.config.runtime import ExecutorConfig, ExecutorName
 from bayesdistill.errors import ConfigError
-from bayesdistill.runner.executors import (
-    LocalExecutor,
-    Placement,
-    ProcessExecutor,
-    RayExecutor,
-    Unit,
-)
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.graph import Placement, Unit
 from bayesdistill.runner.packing import (
     GIB,
     HEADROOM_BYTES,

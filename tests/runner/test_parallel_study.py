@@ -16,13 +16,8 @@ import torch
 from bayesdistill.config import load_config
 from bayesdistill.errors import ConfigError
 from bayesdistill.runner import run_study
-from bayesdistill.runner.executors import (
-    LocalExecutor,
-    Placement,
-    ProcessExecutor,
-    RayExecutor,
-    StudyFailedError,
-)
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.graph import Placement, StudyFailedError
 from bayesdistill.runner.merge import merge_studies
 
 TINY = {

@@ -16,7 +16,8 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.runner import RunLayout, run_study, run_teachers
 from bayesdistill.runner import teachers as teacher_stage
 from bayesdistill.runner.common import TEACHER_INIT_STREAM, TEACHER_TRAIN_STREAM, load_data
-from bayesdistill.runner.executors import LocalExecutor, Placement
+from bayesdistill.runner.executors import LocalExecutor
+from bayesdistill.runner.graph import Placement
 from bayesdistill.runner.identity import TEACHER_TRAIN_STREAM_FACT
 from bayesdistill.runner.merge import merge_studies
 from bayesdistill.seeding import derive_seed

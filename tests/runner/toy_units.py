@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from bayesdistill.runner.executors import Placement, Unit
+from bayesdistill.runner.graph import Placement, Unit
 
 IDLE_SECONDS = 1.0
 """How long after a unit's file appears its worker is taken to be idle (it has answered)."""

@@ -130,7 +130,7 @@ def _main(
     ] = False,
 ) -> None:
     if debug:  # an environment variable: the worker processes of a study inherit it
-        from bayesdistill.runner.executors import DEBUG_VARIABLE
+        from bayesdistill.runner.graph import DEBUG_VARIABLE
 
         os.environ[DEBUG_VARIABLE] = "1"
     _configure_logging(quiet)
@@ -407,9 +407,9 @@ def report(
 
 def _report_one(folder: Path) -> None:
     from bayesdistill.errors import ConfigError
+    from bayesdistill.layout import RunKind, RunLayout
     from bayesdistill.reports import write_reports
     from bayesdistill.runner.identity import recorded_kind
-    from bayesdistill.runner.layout import RunKind, RunLayout
 
     if not folder.is_dir():
         raise FileNotFoundError(f"study folder not found: '{folder}'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bayesdistill.layout import RunLayout
 from bayesdistill.reports.collect import CSV_COLUMNS, StudyResults, best_accuracies, collect
 from bayesdistill.reports.differences import Difference, loss_differences, paired_comparison
 from bayesdistill.reports.plots import (
@@ -13,7 +14,6 @@ from bayesdistill.reports.plots import (
 )
 from bayesdistill.reports.stats import IntervalMethod, PairedComparison, compare_paired
 from bayesdistill.reports.tables import csv_text, markdown, mean_std, paired, write_tables
-from bayesdistill.runner.layout import RunLayout
 
 
 def write_reports(

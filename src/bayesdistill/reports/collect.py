@@ -21,9 +21,9 @@ import yaml
 
 from bayesdistill.config.loading import load_config
 from bayesdistill.io import JsonLines, load_torch, read_json
+from bayesdistill.layout import ONE_HOT, RunLayout
 from bayesdistill.metrics import best_point, mean_total_variation
 from bayesdistill.reports.tuning import HIGHER_IS_BETTER, Choice, choose
-from bayesdistill.runner.layout import ONE_HOT, RunLayout
 
 METRICS = ("accuracy", "top5_accuracy", "nll", "ece", "brier")
 NO_TEACHER = ONE_HOT

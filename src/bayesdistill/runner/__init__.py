@@ -1,28 +1,23 @@
 """Runners turn a validated config into library calls: teacher, distill, study.
 
-The run functions are imported on first use, so that `bayesdistill.runner.layout` (the
-run-folder layout, which the reports and the theory lab read) imports nothing else.
+The run-folder layout they write (`RunLayout`, `RunKind`) lives in `bayesdistill.layout`,
+below the runners, so that the reports and the theory lab read run folders without
+importing the runners (which write reports: `bayesdistill.reports` sits between them).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bayesdistill.layout import RunKind, RunLayout
+from bayesdistill.runner.common import load_data, resolve_device
+from bayesdistill.runner.single import run_distill, run_teachers
+from bayesdistill.runner.study import run_study
 
-_EXPORTS = {
-    "load_data": "bayesdistill.runner.common",
-    "resolve_device": "bayesdistill.runner.common",
-    "run_distill": "bayesdistill.runner.single",
-    "run_teachers": "bayesdistill.runner.single",
-    "run_study": "bayesdistill.runner.study",
-    "RunLayout": "bayesdistill.runner.layout",
-    "RunKind": "bayesdistill.runner.layout",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'bayesdistill.runner' has no attribute '{name}'")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__all__ = [
+    "RunKind",
+    "RunLayout",
+    "load_data",
+    "resolve_device",
+    "run_distill",
+    "run_study",
+    "run_teachers",
+]

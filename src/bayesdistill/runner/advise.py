@@ -27,12 +27,12 @@ from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKind
 from bayesdistill.data import DataSplits
 from bayesdistill.errors import ConfigError, DataError
 from bayesdistill.io import write_json, write_text
+from bayesdistill.layout import RunLayout
 from bayesdistill.metrics import NLL_EPS
 from bayesdistill.reports import collect
 from bayesdistill.reports.advice import ADVICE_JSON, ADVICE_MD, TeacherAdvice, advise, render_advice
 from bayesdistill.runner.common import log
-from bayesdistill.runner.executors import Executor
-from bayesdistill.runner.layout import RunLayout
+from bayesdistill.runner.graph import Executor
 from bayesdistill.runner.study import OpenedStudy, open_study, run_study_units
 from bayesdistill.runner.units import NETWORK, TEACHER, study_units
 from bayesdistill.teachers import load_teacher

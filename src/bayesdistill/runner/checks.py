@@ -22,7 +22,7 @@ from bayesdistill.errors import BayesDistillError, ConfigError, DataError
 from bayesdistill.losses import loss_kind
 from bayesdistill.models import ModelSpec, create_model
 from bayesdistill.models.checkpoints import check_teacher_checkpoint
-from bayesdistill.runner.students import student_indices
+from bayesdistill.runner.targets import student_indices
 from bayesdistill.teachers import Teacher, check_teacher_matches, learns_from_data, needs_network
 from bayesdistill.teachers.mc_dropout import checked_dropout_layers
 

@@ -23,7 +23,7 @@ from bayesdistill.data.labelled import LabelledData, LoaderOptions
 from bayesdistill.data.raw import RawStream
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import load_torch, save_torch
-from bayesdistill.metrics import classification_metrics
+from bayesdistill.metrics import classification_metrics, fluctuation
 from bayesdistill.models import Classifier, create_model
 from bayesdistill.seeding import derive_seed, seeded
 from bayesdistill.teachers.base import network_from_state, network_state
@@ -33,6 +33,8 @@ log = logging.getLogger("bayesdistill")
 
 EVAL_BATCH_SIZE = 2048
 NETWORK_FORMAT = "bayesdistill.network"
+CURVE_KEY = "test_accuracy"
+"""The logged metric whose learning curve a summary's ``fluctuation`` measures."""
 
 # Distinct streams derived from a run seed, so that changing one part of a study never
 # changes the random numbers of another.
@@ -138,6 +140,12 @@ def split_metrics(probs: Tensor, data: LabelledData, prefix: str) -> dict[str, f
         probs.cpu(), data.y.cpu(), None if data.bcp is None else data.bcp.cpu()
     )
     return {f"{prefix}_{k}": v for k, v in metrics.items()}
+
+
+def curve_fluctuation(records: list[dict[str, Any]], key: str = CURVE_KEY) -> float:
+    """Fluctuation (percentage points) of a logged accuracy curve; NaN if too short."""
+    values = [100.0 * r[key] for r in records if key in r]
+    return fluctuation(values)
 
 
 def network_evaluator(splits: DataSplits) -> Callable[[nn.Module], Mapping[str, float]]:

@@ -45,9 +45,9 @@ from bayesdistill.io import (
     write_json,
     write_text,
 )
+from bayesdistill.layout import RunKind, RunLayout
 from bayesdistill.runner.common import TEACHER_INIT_STREAM, TEACHER_TRAIN_STREAM
 from bayesdistill.runner.environment import environment_changes, environment_record
-from bayesdistill.runner.layout import RunKind, RunLayout
 
 log = logging.getLogger("bayesdistill")
 

@@ -27,6 +27,7 @@ import yaml
 from bayesdistill.config.loading import dump_config, load_config
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import read_json, write_json, write_text
+from bayesdistill.layout import RunKind, RunLayout
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.identity import (
     LATER_FACTS,
@@ -37,7 +38,6 @@ from bayesdistill.runner.identity import (
     recorded_kind,
     run_differences,
 )
-from bayesdistill.runner.layout import RunKind, RunLayout
 
 IGNORED = ("seeds", "teachers")
 """Config keys that may differ between merged studies."""

@@ -25,10 +25,9 @@ from __future__ import annotations
 import gc
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from bayesdistill.runner.executors import Unit
+from bayesdistill.runner.graph import Unit
 
 GIB = 1024**3
 HEADROOM_BYTES = GIB // 2

@@ -17,6 +17,7 @@ from bayesdistill.config.loading import dump_config
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, LossConfig
 from bayesdistill.data import DataSplits
 from bayesdistill.io import read_json
+from bayesdistill.layout import RunKind, RunLayout, StudentFiles
 from bayesdistill.runner.checks import check_experiment, check_teacher_fits
 from bayesdistill.runner.common import load_data, log, resolve_device
 from bayesdistill.runner.identity import (
@@ -32,7 +33,6 @@ from bayesdistill.runner.identity import (
     open_run,
     run_facts,
 )
-from bayesdistill.runner.layout import RunKind, RunLayout, StudentFiles
 from bayesdistill.runner.students import (
     check_student_losses,
     train_student,

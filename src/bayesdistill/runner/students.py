@@ -1,6 +1,6 @@
 """Student stage: distil one student from one teacher (or from one-hot labels).
 
-Folder layout (`bayesdistill.runner.layout.StudentFiles`): metrics.jsonl, checkpoint.pt,
+Folder layout (`bayesdistill.layout.StudentFiles`): metrics.jsonl, checkpoint.pt,
 student.pt, summary.json. Students of one seed share their initial weights, their training subset and
 their batch order, so differences between teacher kinds are paired.
 """
@@ -15,28 +15,23 @@ from typing import Any
 import torch
 
 from bayesdistill.config.schema import LossConfig, StudentConfig
-from bayesdistill.data import DataSplits, per_class_subset
+from bayesdistill.data import DataSplits
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import files_exist, read_json, write_json
+from bayesdistill.layout import VIEW_CACHE, StudentFiles
 from bayesdistill.losses import check_num_classes, loss_kind, needs_teacher
 from bayesdistill.runner.common import (
     STUDENT_BATCH_STREAM,
     STUDENT_INIT_STREAM,
-    STUDENT_SUBSET_STREAM,
     STUDENT_VIEW_STREAM,
     build_augment,
+    curve_fluctuation,
     init_network,
     log,
     network_evaluator,
     save_network,
 )
-from bayesdistill.runner.layout import STUDENTS_DIR as STUDENTS_DIR  # re-exported
-from bayesdistill.runner.layout import VIEW_CACHE, StudentFiles
-from bayesdistill.runner.teachers import (
-    cached_teacher_probs,
-    cached_view_cache,
-    curve_fluctuation,
-)
+from bayesdistill.runner.targets import cached_teacher_probs, cached_view_cache, student_indices
 from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import Teacher, check_teacher_matches
 from bayesdistill.teachers.cross_fit import target_source
@@ -72,19 +67,6 @@ def check_student_losses(config: StudentConfig, num_classes: int) -> None:
                 check_num_classes(name or "", num_classes)
             except ConfigError as exc:
                 raise ConfigError(f"student loss '{loss.key}': {exc}") from None
-
-
-def student_indices(config: StudentConfig, splits: DataSplits, seed: int) -> torch.Tensor:
-    """Positions in the training set the student trains on (all, or a per-class subset)."""
-    if config.subset is None:
-        return torch.arange(len(splits.train), device="cpu")
-    return per_class_subset(
-        splits.train.y.cpu(),
-        count=config.subset.per_class,
-        fraction=config.subset.fraction,
-        seed=derive_seed(seed, STUDENT_SUBSET_STREAM),
-        num_classes=splits.num_classes,
-    )
 
 
 def train_student(

@@ -1,6 +1,6 @@
 """The study: for each seed, one teacher network, every teacher kind, one student per kind.
 
-Its folder (`bayesdistill.runner.layout.RunLayout`): run.json, config.yaml,
+Its folder (`bayesdistill.layout.RunLayout`): run.json, config.yaml,
 environment.json, data.json, timing.json, ``seed_<s>/`` (teacher_network/,
 teachers/<label>/, students/none/, students/<loss>/<teacher label>/), results.csv,
 results.md, plots/.
@@ -26,17 +26,12 @@ from bayesdistill.config.loading import dump_config
 from bayesdistill.config.schema import ExecutorConfig, ExecutorName, ExperimentConfig
 from bayesdistill.data import DataSplits
 from bayesdistill.io import write_json
+from bayesdistill.layout import RunKind, RunLayout
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.checks import check_experiment
 from bayesdistill.runner.common import experiment_summary, load_data, log, resolve_device
-from bayesdistill.runner.executors import (
-    Executor,
-    LocalExecutor,
-    Outcome,
-    ProcessExecutor,
-    RayExecutor,
-    Unit,
-)
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.graph import Executor, Outcome, Unit
 from bayesdistill.runner.identity import (
     RunIdentity,
     RunState,
@@ -48,7 +43,6 @@ from bayesdistill.runner.identity import (
     open_run,
     run_facts,
 )
-from bayesdistill.runner.layout import RunKind, RunLayout
 from bayesdistill.runner.students import check_student_losses
 from bayesdistill.runner.units import remember, run_unit, study_units
 

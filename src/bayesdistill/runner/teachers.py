@@ -1,6 +1,6 @@
 """Teacher stage of a run: train the teacher network once, build every teacher kind from it.
 
-Where its files go under a seed's folder is `bayesdistill.runner.layout.SeedLayout`
+Where its files go under a seed's folder is `bayesdistill.layout.SeedLayout`
 (``teacher_network/``, ``teachers/<label>/``). Every finished piece is detected on ``resume`` and loaded instead of recomputed.
 """
 
@@ -10,21 +10,21 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
 from bayesdistill.data import DataSplits
-from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.labelled import LabelledData
-from bayesdistill.io import JsonLines, files_exist, load_torch, read_json, save_torch, write_json
+from bayesdistill.io import JsonLines, files_exist, read_json, save_torch, write_json
+from bayesdistill.layout import NetworkFiles, SeedLayout, TeacherFiles
 from bayesdistill.losses import onehot_ce
-from bayesdistill.metrics import fluctuation, mean_entropy
+from bayesdistill.metrics import mean_entropy
 from bayesdistill.models import Classifier, load_teacher_checkpoint
 from bayesdistill.runner.common import (
     TEACHER_INIT_STREAM,
     build_augment,
+    curve_fluctuation,
     init_network,
     load_network,
     log,
@@ -33,89 +33,21 @@ from bayesdistill.runner.common import (
     split_metrics,
 )
 from bayesdistill.runner.identity import file_sha256
-from bayesdistill.runner.layout import (
-    NETWORK_DIR as NETWORK_DIR,  # (re-exported for older imports, as the three below)
-)
-from bayesdistill.runner.layout import TEACHERS_DIR as TEACHERS_DIR
-from bayesdistill.runner.layout import TRAIN_PROBS as TRAIN_PROBS
-from bayesdistill.runner.layout import VIEW_CACHE as VIEW_CACHE
-from bayesdistill.runner.layout import NetworkFiles, SeedLayout, TeacherFiles
+from bayesdistill.runner.targets import cached_teacher_probs, student_indices
 from bayesdistill.seeding import derive_seed
 from bayesdistill.teachers import (
     TEACHERS,
     CrossFitPlan,
     SavableTeacher,
-    Teacher,
     TeacherContext,
     calibrate,
     load_teacher,
     needs_network,
-    training_targets,
 )
 from bayesdistill.teachers.cross_fit import target_source
 from bayesdistill.train import fit, predict_in_batches
-from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
-from bayesdistill.train.views import ViewCache, build_view_cache
 
 PROBS_FORMAT = "bayesdistill.predictions"
-TARGETS_FORMAT = "bayesdistill.targets"
-VIEWS_FORMAT = "bayesdistill.view_cache"
-CURVE_KEY = "test_accuracy"
-
-
-def cached_teacher_probs(
-    teacher: Teacher,
-    data: LabelledData,
-    cache: Path | None,
-    *,
-    accel: Acceleration = DEFAULT_ACCELERATION,
-) -> torch.Tensor:
-    """What students learn from on ``data`` (on the teacher's device): the teacher's
-    probabilities (asked under ``accel``), or its out-of-fold table when it is cross-fitted
-    on ``data`` (`training_targets`); read from / written to ``cache`` if given."""
-    if cache is not None and files_exist(cache):
-        state = load_torch(cache, what="cached teacher predictions", expected_format=TARGETS_FORMAT)
-        if state["probs"].shape[0] == len(data):
-            return state["probs"].to(getattr(teacher, "device", "cpu"))
-    probs = training_targets(teacher, data, accel=accel)
-    if cache is not None:
-        save_torch(cache, {"format": TARGETS_FORMAT, "probs": probs.cpu()})
-    return probs
-
-
-def cached_view_cache(
-    teacher: Teacher,
-    data: LabelledData,
-    augment: Augmentation,
-    cache: Path | None,
-    *,
-    views: int,
-    top_k: int | None,
-    seed: int,
-    description: str,
-    accel: Acceleration = DEFAULT_ACCELERATION,
-) -> ViewCache:
-    """The teacher's predictions on ``views`` stored augmented views of each example of
-    ``data`` (`bayesdistill.train.views`), read from / written to ``cache`` if given: every
-    student of a seed distilled from this teacher with this augmentation (one per loss)
-    shares one cache, and so the same views."""
-    key = {"views": views, "top_k": top_k, "seed": seed, "augment": description, "n": len(data)}
-    if cache is not None and files_exist(cache):
-        state = load_torch(cache, what="teacher view cache", expected_format=VIEWS_FORMAT)
-        if state.get("key") == key:
-            return ViewCache.from_state(state["cache"])
-    built = build_view_cache(
-        teacher, data, augment, views=views, seed=seed, top_k=top_k, accel=accel
-    )
-    if cache is not None:
-        save_torch(cache, {"format": VIEWS_FORMAT, "key": key, "cache": built.state()})
-    return built
-
-
-def curve_fluctuation(records: list[dict[str, Any]], key: str = CURVE_KEY) -> float:
-    """Fluctuation (percentage points) of a logged accuracy curve; NaN if too short."""
-    values = [100.0 * r[key] for r in records if key in r]
-    return fluctuation(values)
 
 
 def train_teacher_network(
@@ -353,8 +285,6 @@ def teacher_splits(config: ExperimentConfig, splits: DataSplits, seed: int) -> D
 
 def held_out_splits(config: ExperimentConfig, splits: DataSplits, seed: int) -> DataSplits:
     """The splits whose training set leaves out the student's examples of this seed."""
-    from bayesdistill.runner.students import student_indices  # students import this module
-
     keep = torch.ones(len(splits.train), dtype=torch.bool, device="cpu")
     keep[student_indices(config.student, splits, seed)] = False
     log.info(

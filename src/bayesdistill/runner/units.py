@@ -29,10 +29,10 @@ import torch
 from bayesdistill.config.loading import load_config
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, TeacherKindConfig
 from bayesdistill.data import DataSplits
+from bayesdistill.layout import CONFIG, RunLayout
 from bayesdistill.runner.common import load_data, resolve_device
-from bayesdistill.runner.executors import Placement, Unit, show_tracebacks, unit_log_path
+from bayesdistill.runner.graph import Placement, Unit, show_tracebacks, unit_log_path
 from bayesdistill.runner.identity import TEACHER_TRAIN_STREAM_FACT, recorded_facts
-from bayesdistill.runner.layout import CONFIG, RunLayout
 from bayesdistill.runner.students import train_student
 from bayesdistill.runner.teachers import (
     run_teacher_stage,

@@ -19,11 +19,11 @@ from scipy.stats import spearmanr
 
 from bayesdistill.config import load_config
 from bayesdistill.io import load_torch, read_json
+from bayesdistill.layout import STUDENTS_DIR, TEACHERS_DIR, TRAIN_PROBS
 from bayesdistill.runner import run_study
 from bayesdistill.runner.common import load_data, load_network
-from bayesdistill.runner.students import STUDENTS_DIR, student_indices
 from bayesdistill.runner.study import seed_dir
-from bayesdistill.runner.teachers import TEACHERS_DIR, TRAIN_PROBS
+from bayesdistill.runner.targets import student_indices
 from bayesdistill.theory.context import ExperimentContext
 from bayesdistill.theory.gradients import gradient_noise, network_sample_gradients
 from bayesdistill.theory.report import (

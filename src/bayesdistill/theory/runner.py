@@ -26,9 +26,9 @@ import yaml
 from bayesdistill.config.loading import apply_override, format_validation_error
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import write_json, write_text
+from bayesdistill.layout import RunKind, RunLayout
 from bayesdistill.registry import Registry
 from bayesdistill.runner.identity import RunIdentity, finish_run, inspect_output, open_run
-from bayesdistill.runner.layout import RunKind, RunLayout
 from bayesdistill.theory import (
     convergence,
     noise,
