@@ -11,10 +11,8 @@ exists.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from torch import nn
 
 from bayesdistill.config.schema import NO_TEACHER, ExperimentConfig, ModelConfig
 from bayesdistill.data import DataSplits
@@ -23,36 +21,29 @@ from bayesdistill.losses import loss_kind
 from bayesdistill.models import ModelSpec, create_model
 from bayesdistill.models.checkpoints import check_teacher_checkpoint
 from bayesdistill.runner.targets import student_indices
-from bayesdistill.teachers import Teacher, check_teacher_matches, learns_from_data, needs_network
+from bayesdistill.teachers import (
+    Teacher,
+    check_teacher_matches,
+    learns_from_data,
+    needs_network,
+    walk,
+)
 from bayesdistill.teachers.mc_dropout import checked_dropout_layers
 
 PROBE_EXAMPLES = 2
 """Training examples the teacher is asked about to check that it accepts the data's inputs."""
-SEARCH_DEPTH = 4
-"""How deep `teacher_input_shapes` looks into a teacher's attributes (ensembles of
-tempered teachers of networks are three levels deep)."""
 
 
-def teacher_input_shapes(teacher: Any, depth: int = SEARCH_DEPTH) -> set[tuple[int, ...]]:
-    """The input shapes of the networks inside ``teacher`` (from their `ModelSpec`), found
-    by looking through its attributes (an ensemble's members, a tempered teacher's base);
-    empty when it holds no bayesdistill network (an exact-posterior teacher)."""
+def teacher_input_shapes(teacher: Teacher) -> set[tuple[int, ...]]:
+    """The input shapes of the networks inside ``teacher`` (from their `ModelSpec`): the
+    ``network`` of every teacher it is made of (`walk`: an ensemble's members, a tempered
+    teacher's base, a cross-fitted teacher's fold teachers, at any depth); empty when it
+    holds no bayesdistill network (an exact-posterior teacher)."""
     shapes: set[tuple[int, ...]] = set()
-    if depth < 0:
-        return shapes
-    if isinstance(teacher, nn.Module):
-        spec = getattr(teacher, "spec", None)
+    for part in walk(teacher):
+        spec = getattr(getattr(part, "network", None), "spec", None)
         if isinstance(spec, ModelSpec):
             shapes.add(tuple(spec.input_shape))
-        return shapes
-    if isinstance(teacher, (list, tuple)):
-        for item in teacher:
-            shapes |= teacher_input_shapes(item, depth - 1)
-        return shapes
-    if hasattr(teacher, "__dict__") and not isinstance(teacher, (torch.Tensor, type)):
-        for value in vars(teacher).values():
-            if isinstance(value, (nn.Module, list, tuple)) or hasattr(value, "predict_proba"):
-                shapes |= teacher_input_shapes(value, depth - 1)
     return shapes
 
 

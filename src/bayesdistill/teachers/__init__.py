@@ -6,7 +6,9 @@ options are what a config sets. Each kind lives in its own module with its class
 builder and its registry tags (`TEACHERS` lists them): `deterministic`, `temperature`,
 `laplace`, `ivon`, `mc_dropout`, `variational` (``mfvi``), `ensemble`, `mse_teacher`,
 `mcmi` and `bayes` (``exact_bcp``, ``noisy_bcp``). `tempered` and `cross_fit` wrap a teacher
-of any kind. Built teachers save to one file and reload with `load_teacher`.
+of any kind. Built teachers save to one file and reload with `load_teacher`. A composite
+teacher (ensemble, cross-fitted, tempered) names the teachers it is made of with
+``children()``; `walk` visits them at every depth, ``unwrap()`` looks below a tempering.
 
 This package only re-exports; importing it registers every kind.
 """
@@ -18,6 +20,7 @@ from bayesdistill.teachers.base import (
     SavableTeacher,
     Teacher,
     check_teacher_matches,
+    walk,
 )
 from bayesdistill.teachers.bayes import ExactBayesTeacher, NoiseKind, NoisyBayesTeacher
 from bayesdistill.teachers.context import (
@@ -122,4 +125,5 @@ __all__ = [
     "train_mfvi",
     "train_mse_teacher",
     "training_targets",
+    "walk",
 ]

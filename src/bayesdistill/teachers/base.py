@@ -10,7 +10,7 @@ write itself to a single file (weights plus everything needed to rebuild it) tha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -71,6 +71,18 @@ class SavableTeacher:
         """Where `training_targets` on ``data`` come from: its predictions (`PREDICTIONS`)."""
         return PREDICTIONS
 
+    def children(self) -> tuple[Teacher, ...]:
+        """The teachers this one is made of, in order: none for a plain teacher; composite
+        teachers override it (an ensemble's members, a cross-fitted teacher's fold teachers
+        and full-data teacher, a tempered teacher's base). `walk` goes through all levels."""
+        return ()
+
+    def unwrap(self) -> Teacher:
+        """The teacher this one answers for: itself, or below a wrapper that only transforms
+        another teacher's probabilities (temperature scaling on top) that teacher, unwrapped.
+        Its network stands for this teacher's (`bayesdistill.train.features.feature_network`)."""
+        return self
+
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
@@ -101,6 +113,17 @@ class SavableTeacher:
                 "payload": self.payload(),
             },
         )
+
+
+def walk(teacher: Teacher) -> Iterator[Teacher]:
+    """``teacher``, then every teacher inside it at any depth (depth first, in `children`
+    order): an ensemble of tempered teachers gives the ensemble, each tempered member, then
+    the teacher below it. A teacher without ``children`` (any object that only implements
+    the `Teacher` protocol) has none."""
+    yield teacher
+    children = getattr(teacher, "children", None)
+    for child in children() if callable(children) else ():
+        yield from walk(child)
 
 
 _WRAPPERS: dict[str, type[SavableTeacher]] = {}
@@ -178,6 +201,7 @@ __all__ = [
     "network_from_state",
     "network_state",
     "vectorized_mean",
+    "walk",
     "wrapper_classes",
 ]
 

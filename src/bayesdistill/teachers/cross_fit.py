@@ -371,6 +371,10 @@ class CrossFittedTeacher(SavableTeacher, wrapper=True):
     def folds(self) -> int:
         return len(self.members)
 
+    def children(self) -> tuple[Teacher, ...]:
+        """The K fold teachers, then the full-data teacher if one was built."""
+        return (*self.members, *([self.full] if self.full is not None else []))
+
     @property
     def predictor(self) -> CrossFitPredictor:
         return CrossFitPredictor.MEAN if self.full is None else CrossFitPredictor.FULL

@@ -15,7 +15,7 @@ from torch import Tensor
 from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.losses.response import PROB_FLOOR, temper_probs
-from bayesdistill.teachers.base import SavableTeacher
+from bayesdistill.teachers.base import SavableTeacher, Teacher
 from bayesdistill.teachers.files import teacher_from_payload
 from bayesdistill.teachers.temperature import fit_temperature
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
@@ -34,6 +34,14 @@ class TemperedTeacher(SavableTeacher, wrapper=True):
         self.base = base
         self.temperature = float(temperature)
         self.num_classes = base.num_classes
+
+    def children(self) -> tuple[SavableTeacher]:
+        return (self.base,)
+
+    def unwrap(self) -> Teacher:
+        """The base teacher, unwrapped: tempering rescales its probabilities, not its
+        network's features."""
+        return self.base.unwrap()
 
     @property
     def device(self) -> torch.device:

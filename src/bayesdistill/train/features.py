@@ -35,18 +35,15 @@ FEATURE_BATCH_SIZE = 1024
 def feature_network(teacher: object) -> Classifier:
     """The network whose penultimate features stand for ``teacher``'s (see the module doc).
 
-    A teacher qualifies by holding a `Classifier` as ``.network``, or by wrapping another
-    teacher as ``.base`` (temperature scaling); raises `ConfigError` otherwise.
+    That of the teacher it answers for, ``teacher.unwrap()`` (a tempered teacher answers for
+    its base; a teacher without ``unwrap`` for itself), held as a `Classifier` in
+    ``.network``; raises `ConfigError` when there is none (ensembles, cross-fitted and
+    exact/noisy Bayes teachers).
     """
-    seen = teacher
-    while True:
-        network = getattr(seen, "network", None)
-        if isinstance(network, Classifier):
-            return network
-        base = getattr(seen, "base", None)
-        if base is None:
-            break
-        seen = base
+    unwrap = getattr(teacher, "unwrap", None)
+    network = getattr(unwrap() if callable(unwrap) else teacher, "network", None)
+    if isinstance(network, Classifier):
+        return network
     kind = getattr(teacher, "kind", type(teacher).__name__)
     raise ConfigError(
         f"feature loss terms need the teacher's penultimate features, but a teacher of kind "
