@@ -19,9 +19,11 @@ from bayesdistill.teachers import (
     load_teacher,
     train_mse_teacher,
 )
-from bayesdistill.train import TrainSettings, fit
+from bayesdistill.train import RunOptions, TrainSettings, fit
 
 from ..conftest import make_mlp
+
+QUIET = RunOptions(progress=False)
 
 
 def test_brier_loss_by_hand():
@@ -43,7 +45,7 @@ def test_mse_teacher_is_trained_with_its_loss(tiny_splits, target_space, tmp_pat
         settings=settings,
         seed=0,
         target_space=target_space,
-        progress=False,
+        run=QUIET,
     )
     assert isinstance(teacher, MSETeacher) and teacher.target_space == target_space
     losses = [r["train_loss"] for r in result.history]
@@ -84,7 +86,7 @@ def test_conditional_mutual_information_by_hand():
 def test_mcmi_with_zero_weight_is_plain_fine_tuning(trained_mlp, tiny_splits):
     settings = TrainSettings(epochs=2, batch_size=32, lr=0.01)
     teacher, _ = finetune_mcmi(
-        trained_mlp, tiny_splits.train, settings=settings, seed=3, cmi_weight=0.0, progress=False
+        trained_mlp, tiny_splits.train, settings=settings, seed=3, cmi_weight=0.0, run=QUIET
     )
     reference = fit(
         copy.deepcopy(trained_mlp),
@@ -107,7 +109,7 @@ def test_mcmi_raises_the_conditional_mutual_information(trained_mlp, tiny_splits
 
     def cmi_after(weight: float) -> tuple[float, MCMITeacher]:
         teacher, _ = finetune_mcmi(
-            trained_mlp, data, settings=settings, seed=0, cmi_weight=weight, progress=False
+            trained_mlp, data, settings=settings, seed=0, cmi_weight=weight, run=QUIET
         )
         logits = teacher.network.eval()(data.x).detach()
         return conditional_mutual_information(

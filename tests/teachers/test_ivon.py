@@ -8,7 +8,7 @@ from ivon import IVON
 from torch.func import functional_call
 
 from bayesdistill.teachers import IVONTeacher, ivon_posterior_std, ivon_step, train_ivon
-from bayesdistill.train import TrainSettings
+from bayesdistill.train import RunOptions, TrainSettings
 
 from ..conftest import interrupt_after, make_mlp
 
@@ -58,9 +58,7 @@ def test_ivon_training_resumes_to_the_same_weights(tiny_splits, tmp_path):
             tiny_splits.train,
             settings=replace(settings, epochs=epochs),
             seed=0,
-            run_dir=folder,
-            resume=resume,
-            progress=False,
+            run=RunOptions(run_dir=folder, resume=resume, progress=False),
         )
 
     full, _ = run(tmp_path / "full")

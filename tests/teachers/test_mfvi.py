@@ -23,7 +23,7 @@ from bayesdistill.teachers import (
     train_mfvi,
 )
 from bayesdistill.teachers.variational import sampling
-from bayesdistill.train import TrainSettings
+from bayesdistill.train import RunOptions, TrainSettings
 
 from ..conftest import interrupt_after, make_mlp
 
@@ -162,7 +162,7 @@ def test_training_fits_the_data_and_the_kl_weight_widens_the_posterior(tiny_spli
             settings=settings,
             seed=0,
             estimator="flipout",
-            progress=False,
+            run=RunOptions(progress=False),
             **schedule,
         )
         return teacher
@@ -187,9 +187,7 @@ def test_training_resumes_to_the_same_posterior(tiny_splits, tmp_path):
             tiny_splits.train,
             settings=settings,
             seed=0,
-            run_dir=folder,
-            resume=resume,
-            progress=False,
+            run=RunOptions(run_dir=folder, resume=resume, progress=False),
         )
 
     full, _ = run(tmp_path / "full")

@@ -26,6 +26,7 @@ from bayesdistill.models import Classifier
 from bayesdistill.registry import Registry
 from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.loop import fit
+from bayesdistill.train.run_options import RunOptions
 from bayesdistill.train.settings import OptimizerName, TrainSettings
 
 
@@ -66,17 +67,18 @@ class TeacherContext:
     accel: Acceleration = DEFAULT_ACCELERATION
     device: torch.device | None = None
 
-    def training_options(self) -> dict[str, Any]:
-        """The keywords every teacher trainer (``train_ivon``, ``train_mfvi``, ...) takes
-        from the context: evaluation, augmentation, run folder, resume, progress."""
-        return {
-            "evaluate": self.evaluate,
-            "augment": self.augment,
-            "run_dir": self.run_dir,
-            "resume": self.resume,
-            "progress": self.progress,
-            "accel": self.accel,
-        }
+    def run_options(self) -> RunOptions:
+        """How the trainings of a builder run (``train_ivon``, ``train_mfvi``, ...,
+        `fit_network`): this context's evaluation, augmentation, run folder, resume,
+        progress and speed options."""
+        return RunOptions(
+            evaluate=self.evaluate,
+            augment=self.augment,
+            run_dir=self.run_dir,
+            resume=self.resume,
+            progress=self.progress,
+            accel=self.accel,
+        )
 
     def settings_with(
         self,
@@ -118,16 +120,14 @@ class TeacherContext:
         """Train ``network`` on ``train`` with one-hot cross-entropy, with this context's
         evaluation, augmentation, resume, progress and speed options (ensemble members,
         cross-fitting folds)."""
-        options = {k: v for k, v in self.training_options().items() if k != "run_dir"}
         result = fit(
             network,
             train,
             loss_fn=onehot_ce,
             settings=settings,
             seed=seed,
-            run_dir=run_dir,
             description=description,
-            **options,
+            **self.run_options().in_dir(run_dir).fit_options(),
         )
         return result.model  # type: ignore[return-value]
 

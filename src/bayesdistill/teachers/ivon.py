@@ -15,14 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
@@ -34,8 +32,9 @@ from bayesdistill.teachers.base import (
     vectorized_mean,
 )
 from bayesdistill.teachers.context import TEACHERS, TeacherContext
-from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration, samples_per_pass
+from bayesdistill.train.accel import samples_per_pass
 from bayesdistill.train.loop import FitResult, fit
+from bayesdistill.train.run_options import DEFAULT_RUN, RunOptions
 from bayesdistill.train.settings import TrainSettings
 
 
@@ -189,18 +188,14 @@ def train_ivon(
     mc_samples: int = 1,
     clip_radius: float = float("inf"),
     num_samples: int = 10,
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    augment: Augmentation | None = None,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    accel: Acceleration = DEFAULT_ACCELERATION,
+    run: RunOptions = DEFAULT_RUN,
 ) -> tuple[IVONTeacher, FitResult]:
     """Train ``network`` with IVON and return the variational teacher and the learning curve.
 
     ``settings`` gives epochs, batch size, lr (IVON's, typically 0.1–0.5), momentum (IVON's
     beta1), weight decay and schedule; ``settings.optimizer`` is ignored. ``ess`` defaults to
-    the training-set size (the Bayesian choice).
+    the training-set size (the Bayesian choice). ``run``: how the training runs (evaluation,
+    augmentation, run folder, resume, progress, speed: `RunOptions`).
     """
     from ivon import IVON
 
@@ -228,14 +223,9 @@ def train_ivon(
         loss_fn=lambda logits, _teacher, y: torch.nn.functional.cross_entropy(logits, y),
         settings=replace(settings, nesterov=False),
         seed=seed,
-        evaluate=evaluate,
-        augment=augment,
-        run_dir=run_dir,
-        resume=resume,
         optimizer=optimizer,
         step=ivon_step,
-        progress=progress,
-        accel=accel,
+        **run.fit_options(),
         description="ivon teacher",
         fingerprint_extra={"ess": ess, "hess_init": hess_init, "beta2": beta2, "mc": mc_samples},
     )
@@ -287,6 +277,6 @@ def build_ivon(
         beta2=beta2,
         mc_samples=mc_samples,
         num_samples=num_samples,
-        **context.training_options(),
+        run=context.run_options(),
     )
     return teacher

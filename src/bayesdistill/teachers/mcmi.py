@@ -16,24 +16,21 @@ gives that sign.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.labelled import LabelledData
 from bayesdistill.losses.response import PROB_FLOOR
 from bayesdistill.models import Classifier
 from bayesdistill.teachers.base import network_from_state, network_state
 from bayesdistill.teachers.context import TEACHERS, TeacherContext
 from bayesdistill.teachers.deterministic import DeterministicTeacher
-from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.batches import iterate, num_batches
 from bayesdistill.train.loop import FitResult, fit
+from bayesdistill.train.run_options import DEFAULT_RUN, RunOptions
 from bayesdistill.train.settings import OptimizerName, TrainSettings
 
 CENTROID_BATCH_SIZE = 2048
@@ -127,12 +124,7 @@ def finetune_mcmi(
     settings: TrainSettings,
     seed: int,
     cmi_weight: float = 0.1,
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    augment: Augmentation | None = None,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    accel: Acceleration = DEFAULT_ACCELERATION,
+    run: RunOptions = DEFAULT_RUN,
 ) -> tuple[MCMITeacher, FitResult]:
     """Fine-tune a *copy* of ``network`` with CE − λ·CMI; return the teacher.
 
@@ -142,6 +134,8 @@ def finetune_mcmi(
         settings: the fine-tuning run (a few epochs at a small lr).
         seed: seeds the batch order.
         cmi_weight: λ; positive maximises the CMI (Ye et al.), negative minimises it.
+        run: how the fine-tuning runs (evaluation, augmentation, run folder, resume,
+            progress, speed: `RunOptions`).
     """
     network = copy.deepcopy(network)
     steps_per_epoch = num_batches(len(train), settings.batch_size, settings.drop_last)
@@ -158,12 +152,7 @@ def finetune_mcmi(
         loss_fn=loss_fn,
         settings=settings,
         seed=seed,
-        evaluate=evaluate,
-        augment=augment,
-        run_dir=run_dir,
-        resume=resume,
-        progress=progress,
-        accel=accel,
+        **run.fit_options(),
         description="mcmi teacher",
         fingerprint_extra={"cmi_weight": cmi_weight},
     )
@@ -200,6 +189,6 @@ def build_mcmi(
         settings=settings,
         seed=context.seed,
         cmi_weight=cmi_weight,
-        **context.training_options(),
+        run=context.run_options(),
     )
     return teacher

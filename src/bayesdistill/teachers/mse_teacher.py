@@ -12,23 +12,20 @@ al. (``scripts/train_teacher_deterministic_VI.py --mse``) does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier
 from bayesdistill.teachers.base import network_from_state, network_state
 from bayesdistill.teachers.context import TEACHERS, TeacherContext
 from bayesdistill.teachers.deterministic import DeterministicTeacher
-from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
 from bayesdistill.train.loop import FitResult, fit
+from bayesdistill.train.run_options import DEFAULT_RUN, RunOptions
 from bayesdistill.train.settings import OptimizerName, TrainSettings
 
 TargetSpace = Literal["softmax", "logits"]
@@ -74,14 +71,13 @@ def train_mse_teacher(
     settings: TrainSettings,
     seed: int,
     target_space: TargetSpace = "softmax",
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    augment: Augmentation | None = None,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    accel: Acceleration = DEFAULT_ACCELERATION,
+    run: RunOptions = DEFAULT_RUN,
 ) -> tuple[MSETeacher, FitResult]:
-    """Train ``network`` in place with the Brier (or logit MSE) loss; return the teacher."""
+    """Train ``network`` in place with the Brier (or logit MSE) loss; return the teacher.
+
+    ``run``: how the training runs (evaluation, augmentation, run folder, resume, progress,
+    speed: `RunOptions`).
+    """
     loss = brier_loss if target_space == "softmax" else logit_mse_loss
     result = fit(
         network,
@@ -89,12 +85,7 @@ def train_mse_teacher(
         loss_fn=lambda logits, _teacher, y: loss(logits, y),
         settings=settings,
         seed=seed,
-        evaluate=evaluate,
-        augment=augment,
-        run_dir=run_dir,
-        resume=resume,
-        progress=progress,
-        accel=accel,
+        **run.fit_options(),
         description="mse teacher",
         fingerprint_extra={"loss": target_space},
     )
@@ -128,6 +119,6 @@ def build_mse_teacher(
         settings=settings,
         seed=context.seed,
         target_space=target_space,
-        **context.training_options(),
+        run=context.run_options(),
     )
     return teacher

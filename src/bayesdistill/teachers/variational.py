@@ -27,15 +27,13 @@ method is short enough to own, and tested against closed forms (tests/teachers/t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bayesdistill.data.augment import Augmentation
 from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import ConfigError
 from bayesdistill.models import Classifier, ModelSpec, build_from_spec
@@ -53,9 +51,10 @@ from bayesdistill.teachers.mean_field import (
     sampling,
     to_mean_field,
 )
-from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration, samples_per_pass
+from bayesdistill.train.accel import samples_per_pass
 from bayesdistill.train.batches import num_batches
 from bayesdistill.train.loop import FitResult, fit
+from bayesdistill.train.run_options import DEFAULT_RUN, RunOptions
 from bayesdistill.train.settings import OptimizerName, TrainSettings
 
 MFVI_LR = 1e-3
@@ -252,12 +251,7 @@ def train_mfvi(
     kl_zero_fraction: float = KL_ZERO_FRACTION,
     kl_anneal_fraction: float = KL_ANNEAL_FRACTION,
     num_samples: int = 10,
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    augment: Augmentation | None = None,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    accel: Acceleration = DEFAULT_ACCELERATION,
+    run: RunOptions = DEFAULT_RUN,
 ) -> tuple[MeanFieldTeacher, FitResult]:
     """Train a network converted by `to_mean_field` on the ELBO; return the teacher.
 
@@ -270,7 +264,8 @@ def train_mfvi(
         estimator: ``reparam`` or ``flipout`` for the training forward passes.
         kl_zero_fraction, kl_anneal_fraction: the KL warm-up (`kl_weight`).
         num_samples: S of the teacher's predictive.
-        evaluate, run_dir, resume, progress: as in `bayesdistill.train.fit`.
+        run: how the training runs (evaluation, augmentation, run folder, resume,
+            progress, speed: `RunOptions`).
     """
     layers = mean_field_layers(network)
     if not layers:
@@ -301,12 +296,7 @@ def train_mfvi(
         loss_fn=loss_fn,
         settings=settings,
         seed=seed,
-        evaluate=evaluate,
-        augment=augment,
-        run_dir=run_dir,
-        resume=resume,
-        progress=progress,
-        accel=accel,
+        **run.fit_options(),
         description="mfvi teacher",
         fingerprint_extra={
             "estimator": estimator.value,
@@ -373,7 +363,7 @@ def build_mfvi(
         kl_zero_fraction=kl_zero_fraction,
         kl_anneal_fraction=kl_anneal_fraction,
         num_samples=num_samples,
-        **context.training_options(),
+        run=context.run_options(),
     )
     return teacher
 

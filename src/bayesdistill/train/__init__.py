@@ -23,10 +23,12 @@ from bayesdistill.train.objective import (
 )
 from bayesdistill.train.optim import LRFactor, build_optimizer, build_scheduler
 from bayesdistill.train.protocol import Teacher, check_teacher_matches
+from bayesdistill.train.run_options import DEFAULT_RUN, RunOptions
 from bayesdistill.train.settings import OptimizerName, ScheduleName, TrainSettings
 from bayesdistill.train.targets import CachedTargets, OnlineTargets, predict_in_batches
 
 __all__ = [
+    "DEFAULT_RUN",
     "Acceleration",
     "Batch",
     "CachedTargets",
@@ -40,6 +42,7 @@ __all__ = [
     "OnlineFeatures",
     "OnlineTargets",
     "OptimizerName",
+    "RunOptions",
     "ScheduleName",
     "StepInputs",
     "Teacher",
