@@ -10,7 +10,7 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.models import create_model
 from bayesdistill.seeding import seeded
 from bayesdistill.teachers import fit_laplace
-from bayesdistill.teachers.laplace import kron_unsupported_layers
+from bayesdistill.teachers.laplace_adapter import kron_unsupported_layers
 
 PREDICTIVES = [("glm", "probit"), ("glm", "mc"), ("nn", "mc")]
 

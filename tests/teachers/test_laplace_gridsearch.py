@@ -111,20 +111,18 @@ def test_gridsearch_with_the_registry_default_grid(longer_trained_mlp, tiny_spli
 def test_score_is_laplace_torchs_nll_of_one_grid_point(rng):
     from laplace.utils import RunningNLLMetric
 
-    from bayesdistill.teachers.laplace import _validation_nll
+    from bayesdistill.teachers.laplace_adapter import validation_nll
 
     probs = torch.softmax(torch.randn(300, 4, generator=rng), 1)
     targets = torch.randint(0, 4, (300,), generator=rng)
     metric = RunningNLLMetric()  # fresh: one grid point, fed in batches as `validate` does
     for batch in range(0, 300, 128):
         metric.update(probs[batch : batch + 128], targets[batch : batch + 128])
-    assert float(_validation_nll(probs, targets)) == pytest.approx(
-        float(metric.compute()), rel=1e-6
-    )
+    assert float(validation_nll(probs, targets)) == pytest.approx(float(metric.compute()), rel=1e-6)
     # a zero probability of the label scores a large finite loss, not inf
     probs[0] = torch.tensor([1.0, 0.0, 0.0, 0.0])
     targets[0] = 1
-    assert torch.isfinite(_validation_nll(probs, targets))
+    assert torch.isfinite(validation_nll(probs, targets))
 
 
 @pytest.mark.parametrize("structure", ["kron", "diag", "full"])

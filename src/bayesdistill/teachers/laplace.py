@@ -8,97 +8,44 @@ approximation of the softmax by default. This is the Laplace teacher of Morad et
 
 The default configuration (GLM predictive of a last-layer K-FAC posterior) is computed
 without Jacobians by `bayesdistill.teachers.laplace_kron`, which reads laplace-torch's
-internals; every other configuration uses laplace-torch's public predictive.
+internals; every other configuration uses laplace-torch's public predictive. What this
+module asks of laplace-torch's public API (its options, building and fitting the object,
+its errors, its state) goes through `bayesdistill.teachers.laplace_adapter`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import functools
-import importlib.metadata
-from collections.abc import Iterator, MutableMapping
-from enum import Enum
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from bayesdistill.data.labelled import LabelledData
 from bayesdistill.errors import CheckpointError, ConfigError
-from bayesdistill.metrics import NLL_EPS
 from bayesdistill.models import Classifier
 from bayesdistill.teachers import laplace_kron
 from bayesdistill.teachers.base import NetworkTeacher, network_from_state, network_state
 from bayesdistill.teachers.context import TEACHERS, TeacherContext
+from bayesdistill.teachers.laplace_adapter import (
+    HessianStructure,
+    LinkApprox,
+    PredType,
+    PriorMethod,
+    SubsetOfWeights,
+    check_supported,
+    contiguous_network,
+    make_laplace,
+    plain_state,
+    state_to_device,
+    translate_laplace_errors,
+    validation_nll,
+)
 from bayesdistill.teachers.laplace_kron import quiet
 from bayesdistill.train.batches import data_loader
 
-LAST_LAYER_NAME = "head"
-"""Every bayesdistill `Classifier` names its last linear layer ``head``."""
-
 FIT_BATCH_SIZE = 256
-
-KRON_LAYERS = (nn.Linear, nn.Conv2d)
-"""Layers whose weights laplace-torch's default backend (curvlinops K-FAC) can
-Kronecker-factor; parameters anywhere else make ``all``/``kron`` fail."""
-
-LAYER_ERROR_WORDS = ("un-supported", "unsupported", "not supported")
-"""How laplace-torch and curvlinops word an error about a layer they cannot handle (with
-`NotImplementedError` for a structure they do not implement): only such an error can be
-avoided by asking less of the network's layers."""
-
-
-class SubsetOfWeights(str, Enum):
-    """Which weights get a posterior."""
-
-    LAST_LAYER = "last_layer"
-    """Only the final linear layer (``head``); cheap and the paper's choice."""
-    ALL = "all"
-    """Every weight of the network."""
-
-
-class HessianStructure(str, Enum):
-    """Structure of the generalised Gauss-Newton approximation of the Hessian."""
-
-    KRON = "kron"
-    """Kronecker-factored (K-FAC) blocks per layer."""
-    DIAG = "diag"
-    """Diagonal."""
-    FULL = "full"
-    """Dense (only sensible for the last layer of a small network)."""
-
-
-class PriorMethod(str, Enum):
-    """How the prior precision λ is chosen after fitting the curvature."""
-
-    MARGLIK = "marglik"
-    """Maximise the Laplace marginal likelihood on the training data."""
-    GRIDSEARCH = "gridsearch"
-    """Minimise the NLL of the predictive on the validation set over a log grid."""
-
-
-class PredType(str, Enum):
-    """Which predictive integral is approximated."""
-
-    GLM = "glm"
-    """Linearised network (GLM): Gaussian logits, then ``link_approx``."""
-    NN = "nn"
-    """Monte Carlo over sampled weights of the network itself (link must be ``mc``)."""
-
-
-class LinkApprox(str, Enum):
-    """How E[softmax(f)] under Gaussian logits is approximated (GLM predictive)."""
-
-    PROBIT = "probit"
-    """Probit (MacKay) scaling of the mean logits: deterministic and cheap."""
-    MC = "mc"
-    """Monte Carlo with ``n_samples`` logit draws."""
-    BRIDGE = "bridge"
-    """Laplace bridge to a Dirichlet."""
-    BRIDGE_NORM = "bridge_norm"
-    """Normalised Laplace bridge."""
+"""Examples per batch laplace-torch reads when fitting the curvature."""
 
 
 class LaplaceTeacher(NetworkTeacher):
@@ -174,7 +121,7 @@ class LaplaceTeacher(NetworkTeacher):
     def payload(self) -> dict[str, Any]:
         return {
             "network": network_state(self.network),
-            "laplace_state": _plain(self.laplace.state_dict()),
+            "laplace_state": plain_state(self.laplace.state_dict()),
             "subset_of_weights": self.subset_of_weights.value,
             "hessian_structure": self.hessian_structure.value,
             "pred_type": self.pred_type.value,
@@ -189,9 +136,9 @@ class LaplaceTeacher(NetworkTeacher):
         cls, payload: dict[str, Any], device: torch.device | str = "cpu"
     ) -> LaplaceTeacher:
         network = network_from_state(payload["network"]).to(device)
-        la = _make_laplace(network, payload["subset_of_weights"], payload["hessian_structure"])
+        la = make_laplace(network, payload["subset_of_weights"], payload["hessian_structure"])
         state = dict(payload["laplace_state"])
-        state = {k: _to_device(v, device) for k, v in state.items()}
+        state = {k: state_to_device(v, device) for k, v in state.items()}
         try:
             la.load_state_dict(state)
         except (ValueError, KeyError) as exc:
@@ -257,11 +204,11 @@ def fit_laplace(
     hessian_structure = HessianStructure(hessian_structure)
     pred_type, link_approx = PredType(pred_type), LinkApprox(link_approx)
     _check_predictive(pred_type, link_approx)
-    network = _contiguous(network)
+    network = contiguous_network(network)
     device = next(network.parameters()).device
-    _check_supported(network, subset_of_weights, hessian_structure)
-    la = _make_laplace(network, subset_of_weights, hessian_structure)
-    with quiet(), _translate_laplace_errors(network, subset_of_weights, hessian_structure):
+    check_supported(network, subset_of_weights, hessian_structure)
+    la = make_laplace(network, subset_of_weights, hessian_structure)
+    with quiet(), translate_laplace_errors(network, subset_of_weights, hessian_structure):
         la.fit(_loader(train, device))
         if isinstance(prior_precision, (int, float)) and not isinstance(prior_precision, bool):
             if prior_precision <= 0:
@@ -285,7 +232,7 @@ def fit_laplace(
                     # between grid points, so each point scored the running mean over all
                     # points so far; a plain callable is called once per point on the whole
                     # validation set instead (its "offline" path in `validate`)
-                    loss=_validation_nll,
+                    loss=validation_nll,
                     val_loader=_loader(val, device),
                     log_prior_prec_min=lo,
                     log_prior_prec_max=hi,
@@ -305,18 +252,6 @@ def fit_laplace(
         seed=seed,
         prior_method=method,
     )
-
-
-def _validation_nll(probs: Tensor, targets: Tensor) -> Tensor:
-    """Mean negative log-likelihood of the labels, the grid search's score of one prior precision.
-
-    ``-(1/N) Σ_n log p_n[y_n]`` for ``probs`` ``(N, C)`` and integer ``targets`` ``(N,)``: the
-    NLL of laplace-torch's ``RunningNLLMetric`` for one grid point, with probabilities
-    clamped to at least `NLL_EPS` (as `bayesdistill.metrics.nll`) so that an exact zero
-    scores a large finite loss rather than ``inf``. Returns a 0-d tensor.
-    """
-    p_true = probs.reshape(-1, probs.shape[-1]).gather(1, targets.reshape(-1, 1).long())
-    return -p_true.clamp_min(NLL_EPS).log().mean()
 
 
 @TEACHERS.register(
@@ -353,67 +288,6 @@ def build_laplace(
     )
 
 
-def _make_laplace(network: Classifier, subset: str, structure: str) -> Any:
-    with quiet():  # its import warns about torch.jit deprecations
-        from laplace import Laplace
-
-    kwargs: dict[str, Any] = {}
-    if SubsetOfWeights(subset) is SubsetOfWeights.LAST_LAYER:
-        kwargs["last_layer_name"] = LAST_LAYER_NAME
-    return Laplace(
-        network,
-        "classification",
-        subset_of_weights=SubsetOfWeights(subset).value,
-        hessian_structure=HessianStructure(structure).value,
-        backend=_ggn_backend(),
-        **kwargs,
-    )
-
-
-@functools.cache
-def _ggn_backend() -> type:
-    """laplace-torch's default curvature backend (curvlinops' GGN), with its dense GGN built
-    on the device of the network's parameters.
-
-    laplace-torch 0.3's ``CurvlinopsInterface.full`` multiplies the curvlinops operator onto
-    ``torch.eye(n)`` made without a device, i.e. on torch's default device (the CPU), so
-    every ``hessian_structure='full'`` fit of a CUDA network failed with "Expected all
-    tensors to be on the same device". This subclass runs that ``full`` with the parameters'
-    device as torch's default device, which puts the identity (and anything else made there
-    without a device) where the parameters are; on the CPU it gives exactly laplace-torch's
-    numbers. The Kronecker and diagonal curvatures are laplace-torch's own. The class is made
-    on first use because laplace-torch is imported only when a Laplace teacher is built.
-    """
-    with quiet():
-        from laplace.curvature import CurvlinopsGGN
-
-    class DeviceGGN(CurvlinopsGGN):  # type: ignore[misc]
-        def full(
-            self, x: Tensor | MutableMapping[str, Any], y: Tensor, **kwargs: Any
-        ) -> tuple[Tensor, Tensor]:
-            # torch's default-device context: laplace-torch 0.3 makes its identity without one
-            with torch.device(next(self.model.parameters()).device):
-                return super().full(x, y, **kwargs)
-
-    return DeviceGGN
-
-
-def _contiguous(network: Classifier) -> Classifier:
-    """``network``, or a contiguous copy of it where some parameter is not contiguous.
-
-    laplace-torch 0.3 flattens the weights with ``parameters_to_vector``, whose
-    ``param.view(-1)`` refuses a channels-last convolution weight ("view size is not
-    compatible with input tensor's size and stride"), and training with
-    ``runtime.channels_last`` leaves the network so. The copy computes the same function;
-    the caller's network keeps its format.
-    """
-    if all(p.is_contiguous() for p in network.parameters()):
-        return network
-    copied = copy.deepcopy(network)
-    copied.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    return copied
-
-
 def _check_predictive(pred_type: PredType, link_approx: LinkApprox) -> None:
     if pred_type is PredType.NN and link_approx is not LinkApprox.MC:
         raise ConfigError(
@@ -421,114 +295,5 @@ def _check_predictive(pred_type: PredType, link_approx: LinkApprox) -> None:
         )
 
 
-def kron_unsupported_layers(network: nn.Module) -> dict[str, str]:
-    """Qualified name → type of each module holding parameters that K-FAC cannot factor."""
-    return {
-        name: type(module).__name__
-        for name, module in network.named_modules()
-        if not isinstance(module, KRON_LAYERS) and any(True for _ in module.parameters(False))
-    }
-
-
-def _check_supported(
-    network: nn.Module, subset: SubsetOfWeights, structure: HessianStructure
-) -> None:
-    if subset is not SubsetOfWeights.ALL or structure is not HessianStructure.KRON:
-        return
-    unsupported = kron_unsupported_layers(network)
-    if unsupported:
-        raise ConfigError(_kron_message(unsupported))
-
-
-def _kron_message(unsupported: dict[str, str]) -> str:
-    listing = ", ".join(f"{kind} ('{name}')" for name, kind in unsupported.items())
-    return (
-        "Laplace with subset_of_weights='all' and hessian_structure='kron' needs every "
-        "parameter in an nn.Linear or nn.Conv2d layer (laplace-torch's K-FAC backend, "
-        f"curvlinops, supports no others), but this network has parameters in {listing}. "
-        "What works on this network: hessian_structure='diag' with subset_of_weights='all', "
-        "or subset_of_weights='last_layer' with any hessian_structure."
-    )
-
-
 def _loader(data: LabelledData, device: torch.device) -> DataLoader:
     return data_loader(data, device, FIT_BATCH_SIZE)
-
-
-@contextlib.contextmanager
-def _translate_laplace_errors(
-    network: Classifier, subset: SubsetOfWeights, structure: HessianStructure
-) -> Iterator[None]:
-    """Turn laplace-torch's errors into `ConfigError`s that name only settings that help.
-
-    An error about the network's layers (one laplace-torch cannot handle, a structure it
-    does not implement) may go away with settings that ask less of them, so the message
-    suggests those of the last layer and a diagonal curvature that differ from the given
-    ones. Any other error (a device mismatch, a numerical failure) no setting is known to
-    avoid: the message says it failed inside laplace-torch, with its version and the error.
-    """
-    try:
-        yield
-    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        given = f"subset_of_weights='{subset.value}', hessian_structure='{structure.value}'"
-        if not _is_layer_error(exc):
-            raise ConfigError(
-                f"Laplace with {given} failed inside laplace-torch {_laplace_version()}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        unsupported = kron_unsupported_layers(network)
-        all_kron = subset is SubsetOfWeights.ALL and structure is HessianStructure.KRON
-        if all_kron and "un-supported layers" in str(exc) and unsupported:
-            raise ConfigError(_kron_message(unsupported)) from exc
-        layers = sorted({type(m).__name__ for m in network.modules() if not list(m.children())})
-        raise ConfigError(
-            f"laplace-torch cannot fit {given} on this network (layers: {', '.join(layers)}): "
-            f"{type(exc).__name__}: {exc}. {_lighter_settings(subset, structure)}"
-        ) from exc
-
-
-def _is_layer_error(exc: Exception) -> bool:
-    message = str(exc).lower()
-    return isinstance(exc, NotImplementedError) or any(w in message for w in LAYER_ERROR_WORDS)
-
-
-def _lighter_settings(subset: SubsetOfWeights, structure: HessianStructure) -> str:
-    """A hint naming the settings that ask less of the layers than those given, if any."""
-    lighter = []
-    if subset is not SubsetOfWeights.LAST_LAYER:
-        lighter.append(f"subset_of_weights='{SubsetOfWeights.LAST_LAYER.value}'")
-    if structure is not HessianStructure.DIAG:
-        lighter.append(f"hessian_structure='{HessianStructure.DIAG.value}'")
-    if not lighter:
-        return "No setting asks less of the network's layers than these (last layer, diagonal)."
-    return f"Try {' or '.join(lighter)}."
-
-
-def _laplace_version() -> str:
-    try:
-        return importlib.metadata.version("laplace-torch")
-    except importlib.metadata.PackageNotFoundError:  # installed under another name
-        return "(version unknown)"
-
-
-def _plain(value: Any) -> Any:
-    """Laplace state with enums turned into strings and tuples into lists (weights_only-safe)."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Tensor):
-        return value.detach().cpu()
-    return value
-
-
-def _to_device(value: Any, device: torch.device | str) -> Any:
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, list):
-        return [_to_device(v, device) for v in value]
-    return value
