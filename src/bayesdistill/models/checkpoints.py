@@ -35,6 +35,10 @@ state dict out of the usual containers and matches its tensors to the model's:
 Anything else raises `CheckpointError` naming the missing and unexpected keys (a few of each,
 with counts), the first shape mismatch, and the zoo architecture the file seems to hold when
 one of the registry's named models has exactly its shapes.
+
+Where a state dict sits in a file and what its keys say is `bayesdistill.models.state_dicts`;
+the wording of a mismatch and the guess of the architecture,
+`bayesdistill.models.checkpoint_diagnosis`.
 """
 
 from __future__ import annotations
@@ -53,18 +57,24 @@ from torch import Tensor, nn
 from bayesdistill.errors import CheckpointError
 from bayesdistill.io import load_torch
 from bayesdistill.models.base import Classifier
+from bayesdistill.models.checkpoint_diagnosis import (
+    SHOWN_KEYS,
+    guess_architecture,
+    mismatch_message,
+    model_name,
+    spec_origin,
+)
+from bayesdistill.models.state_dicts import (
+    BN_COUNTER,
+    CONTAINER_KEYS,
+    is_bn_counter,
+    strip_wrapper_prefix,
+    tensor_kind,
+    unwrap_state_dict,
+)
 
 log = logging.getLogger("bayesdistill")
 
-CONTAINER_KEYS = ("model", "state_dict", "model_state_dict", "net", "weights")
-"""Keys under which checkpoints commonly keep the state dict, tried in this order."""
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-"""Prefixes added by ``nn.DataParallel``/DDP and by ``torch.compile``."""
-BN_COUNTER = "num_batches_tracked"
-SHOWN_KEYS = 4
-"""Keys listed per category in an error message (the counts are always given)."""
-REFERENCE_SIZE = 32
-"""Image side used to build candidate architectures when the caller's input is not an image."""
 UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL [\w.]+")
 """What torch names when ``weights_only`` meets a class it does not allow."""
 
@@ -148,58 +158,6 @@ def _load(path: str | os.PathLike[str]) -> Any:
         ) from exc
 
 
-def unwrap_state_dict(
-    obj: Any, *, source: str = "the checkpoint"
-) -> tuple[dict[str, Tensor], str | None]:
-    """The state dict in ``obj`` and the container key it sat under (``None``: ``obj`` itself).
-
-    Looks one and two levels deep under `CONTAINER_KEYS` (``{"model": {"state_dict": sd}}``).
-    """
-    if _is_state_dict(obj):
-        return dict(obj), None
-    if isinstance(obj, Mapping):
-        for key in CONTAINER_KEYS:
-            inner = obj.get(key)
-            if _is_state_dict(inner):
-                return dict(inner), key
-            if isinstance(inner, Mapping):
-                for sub in CONTAINER_KEYS:
-                    if _is_state_dict(inner.get(sub)):
-                        return dict(inner[sub]), f"{key}.{sub}"
-        found = ", ".join(f"'{k}'" for k in list(obj)[:8]) or "no keys"
-        raise CheckpointError(
-            f"{source} holds no state dict: a dict with {found}, none of them a name → tensor "
-            f"mapping. Expected a state dict, bare or under one of "
-            f"{', '.join(repr(k) for k in CONTAINER_KEYS)}."
-        )
-    raise CheckpointError(
-        f"{source} holds a {type(obj).__name__}, not a state dict (a dict of tensors, bare or "
-        f"under one of {', '.join(repr(k) for k in CONTAINER_KEYS)})."
-    )
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
-    )
-
-
-def strip_wrapper_prefix(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], str | None]:
-    """Remove a `WRAPPER_PREFIXES` prefix carried by every key (repeatedly: DDP of a compiled model)."""
-    stripped: list[str] = []
-    changed = True
-    while changed:
-        changed = False
-        for prefix in WRAPPER_PREFIXES:
-            if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix) :]: v for k, v in state.items()}
-                stripped.append(prefix)
-                changed = True
-    return state, "".join(stripped) or None
-
-
 def match_state_dict(
     model: nn.Module, state: Mapping[str, Tensor]
 ) -> tuple[dict[str, Tensor], KeyMapping, int, list[tuple[str, str]]]:
@@ -227,7 +185,7 @@ def match_state_dict(
     }
     kept = 0
     for key in own:
-        if _is_counter(key):
+        if is_bn_counter(key):
             source = f"{module_map.get(key.rsplit('.', 1)[0], '')}.{BN_COUNTER}"
             if source in state:
                 full[key] = state[source]
@@ -236,14 +194,10 @@ def match_state_dict(
     return full, KeyMapping.POSITIONAL, kept, pairs
 
 
-def _is_counter(key: str) -> bool:
-    return key.rsplit(".", 1)[-1] == BN_COUNTER
-
-
 def _names_match(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> bool:
     """Same keys (the file may lack every counter) and the same shapes."""
     missing = set(own) - set(state)
-    if set(state) - set(own) or any(not _is_counter(k) for k in missing):
+    if set(state) - set(own) or any(not is_bn_counter(k) for k in missing):
         return False
     return all(tuple(state[k].shape) == tuple(own[k].shape) for k in state)
 
@@ -252,22 +206,18 @@ def _positional_pairs(
     own: Mapping[str, Tensor], state: Mapping[str, Tensor]
 ) -> list[tuple[str, str]] | None:
     """``(file key, model key)`` pairs in registration order, or None if the layouts differ."""
-    ours = [k for k in own if not _is_counter(k)]
-    theirs = [k for k in state if not _is_counter(k)]
+    ours = [k for k in own if not is_bn_counter(k)]
+    theirs = [k for k in state if not is_bn_counter(k)]
     if len(ours) != len(theirs):
         return None
     for a, b in zip(theirs, ours, strict=True):
-        if tuple(state[a].shape) != tuple(own[b].shape) or _leaf(a) != _leaf(b):
+        if tuple(state[a].shape) != tuple(own[b].shape) or tensor_kind(a) != tensor_kind(b):
             return None
-    counters = [k for k in state if _is_counter(k)]
+    counters = [k for k in state if is_bn_counter(k)]
     batchnorms = {k.rsplit(".", 1)[0] for k in theirs if k.endswith(".running_mean")}
     if any(k.rsplit(".", 1)[0] not in batchnorms for k in counters):
         return None
     return list(zip(theirs, ours, strict=True))
-
-
-def _leaf(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> WeightsMatch:
@@ -281,14 +231,14 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> WeightsMatch
     try:
         full, mapping, kept, pairs = match_state_dict(model, state)
     except CheckpointError as exc:
-        origin = _spec_origin(spec)
+        origin = spec_origin(spec)
         raise CheckpointError(
-            f"cannot load '{path}' into {_model_name(model)}: {exc}{origin}"
+            f"cannot load '{path}' into {model_name(model)}: {exc}{origin}"
         ) from None
     model.load_state_dict(full, strict=True)
     match = WeightsMatch(
         mapping=mapping,
-        tensors=sum(1 for k in full if not _is_counter(k)),
+        tensors=sum(1 for k in full if not is_bn_counter(k)),
         container=container,
         stripped_prefix=prefix,
         counters_kept=kept,
@@ -313,7 +263,7 @@ def describe_match(path: str | os.PathLike[str], model: nn.Module, match: Weight
         shown = ", ".join(f"{a} → {b}" for a, b in match.renamed)
         how = f"by position (other key names, same shapes in the same order: {shown})"
     return (
-        f"loaded {match.tensors} tensors of '{path}'{where} into {_model_name(model)} "
+        f"loaded {match.tensors} tensors of '{path}'{where} into {model_name(model)} "
         f"{how}{prefix}{counters}"
     )
 
@@ -359,135 +309,10 @@ def check_teacher_checkpoint(
         full, mapping, kept, _ = match_state_dict(model, state)
     except CheckpointError as exc:
         raise CheckpointError(
-            f"cannot load '{path}' into {_model_name(model)}: {exc}{_spec_origin(spec)}"
+            f"cannot load '{path}' into {model_name(model)}: {exc}{spec_origin(spec)}"
         ) from None
-    tensors = sum(1 for k in full if not _is_counter(k))
+    tensors = sum(1 for k in full if not is_bn_counter(k))
     return WeightsMatch(mapping, tensors, container, prefix, kept)
-
-
-# ---- telling the user what the file holds --------------------------------------------------
-
-
-def mismatch_message(model: nn.Module, state: Mapping[str, Tensor]) -> str:
-    """Missing and unexpected keys (a few, with counts), the first shape mismatch, a guess."""
-    own = model.state_dict()
-    counters_absent = not any(_is_counter(k) for k in state)
-    missing = [k for k in own if k not in state and not (counters_absent and _is_counter(k))]
-    unexpected = [k for k in state if k not in own]
-    parts = []
-    if missing:
-        parts.append(f"missing keys ({len(missing)}): {_few(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys ({len(unexpected)}): {_few(unexpected)}")
-    shape = _first_shape_mismatch(own, state)
-    if shape:
-        parts.append(shape)
-    n_own = sum(1 for k in own if not _is_counter(k))
-    n_file = sum(1 for k in state if not _is_counter(k))
-    parts.append(
-        f"the file holds {n_file} tensors, the model {n_own} (BatchNorm counters not counted), "
-        "and they do not pair up by position (same shapes in the same order) either"
-    )
-    guess = guess_architecture(state, _image_shape(model))
-    if guess:
-        parts.append(f"the file seems to hold {guess}")
-    return "; ".join(parts) + "."
-
-
-def _few(keys: list[str]) -> str:
-    shown = ", ".join(f"'{k}'" for k in keys[:SHOWN_KEYS])
-    return shown + (", ..." if len(keys) > SHOWN_KEYS else "")
-
-
-def _first_shape_mismatch(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> str | None:
-    for key, value in state.items():  # by name where names are shared
-        if key in own and tuple(value.shape) != tuple(own[key].shape):
-            return (
-                f"first shape mismatch: '{key}' is {tuple(value.shape)} in the file, "
-                f"{tuple(own[key].shape)} in the model"
-            )
-    if any(k in own for k in state if not _is_counter(k)):
-        return None
-    ours = [k for k in own if not _is_counter(k)]
-    theirs = [k for k in state if not _is_counter(k)]
-    for i, (a, b) in enumerate(zip(theirs, ours, strict=False)):  # no shared names: by position
-        if tuple(state[a].shape) != tuple(own[b].shape) or _leaf(a) != _leaf(b):
-            return (
-                f"first mismatch by position: tensor #{i} is '{a}' {tuple(state[a].shape)} in "
-                f"the file, '{b}' {tuple(own[b].shape)} in the model"
-            )
-    return None
-
-
-def _image_shape(model: nn.Module) -> tuple[int, ...] | None:
-    spec = getattr(model, "spec", None)
-    return tuple(spec.input_shape) if spec is not None else None
-
-
-def _model_name(model: nn.Module) -> str:
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        return type(model).__name__
-    options = f" {dict(spec.options)}" if spec.options else ""
-    return f"'{spec.name}'{options} for {spec.num_classes} classes"
-
-
-def _spec_origin(spec: dict[str, Any] | None) -> str:
-    if not spec or "name" not in spec:
-        return ""
-    options = f" {spec.get('options')}" if spec.get("options") else ""
-    return (
-        f" The file is a bayesdistill network '{spec['name']}'{options} for "
-        f"{spec.get('num_classes')} classes, input shape {tuple(spec.get('input_shape', ()))}."
-    )
-
-
-CANDIDATE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("wrn", {"depth": 16, "widen_factor": 1}),
-    ("vgg", {"depth": 11}),
-    ("vgg", {"depth": 16}),
-    ("vgg", {"depth": 19}),
-    ("vgg", {"depth": 8, "batch_norm": False}),
-    ("vgg", {"depth": 13, "batch_norm": False}),
-    ("resnet", {"depth": 101}),
-    ("resnet", {"depth": 152}),
-)
-"""Architectures of the KD zoos that the registry has under a generic name only."""
-GENERIC_MODELS = frozenset({"cifar_resnet", "resnet", "wrn", "vgg"})
-
-
-def guess_architecture(
-    state: Mapping[str, Tensor], input_shape: tuple[int, ...] | None = None
-) -> str | None:
-    """The zoo model whose tensors have exactly the file's shapes in order, described, or None.
-
-    Candidates are the registry's named CIFAR models and `CANDIDATE_VARIANTS`, built on the
-    meta device (no memory, no compute) for the file's class count and input channels.
-    """
-    from bayesdistill.models import MODELS, create_model
-    from bayesdistill.models.cifar import ZOO
-
-    shapes = [tuple(v.shape) for k, v in state.items() if not _is_counter(k)]
-    matrices = [s for s in shapes if len(s) == 2]
-    kernels = [s for s in shapes if len(s) == 4]
-    if not matrices or not kernels:
-        return None
-    num_classes, channels = matrices[-1][0], kernels[0][1]
-    side = input_shape[1:] if input_shape is not None and len(input_shape) == 3 else None
-    image = (channels, *(side or (REFERENCE_SIZE, REFERENCE_SIZE)))
-    candidates = [(name, {}) for name in ZOO if name not in GENERIC_MODELS]
-    candidates += [c for c in CANDIDATE_VARIANTS if c[0] in MODELS]
-    for name, options in candidates:
-        try:
-            with torch.device("meta"):
-                candidate = create_model(name, image, num_classes, **options)
-        except (ValueError, TypeError):  # a candidate that cannot take this input: no match
-            continue
-        theirs = [tuple(v.shape) for k, v in candidate.state_dict().items() if not _is_counter(k)]
-        if theirs == shapes:
-            described = f"'{name}'" + (f" {options}" if options else "")
-            return f"a {described} for {num_classes} classes and {channels} input channels"
-    return None
 
 
 __all__ = [
