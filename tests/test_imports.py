@@ -1,11 +1,11 @@
 """The package's layers import downwards only, and import in any order.
 
-Layers, lowest first: the foundations (errors, registry, seeding, io, and layout: where
-every file of a run folder lives); data, models, losses and metrics; train; teachers (built
-on train: they train networks with it, and
-implement the `Teacher` protocol that `bayesdistill.train.protocol` defines); and the
-layers that assemble them (config, runner, reports, theory, cli). Each check runs in a
-fresh interpreter, so no module a test imported earlier hides a cycle.
+Layers, lowest first: the foundations (errors, registry, seeding, io, devices, and layout:
+where every file of a run folder lives); data, models, losses and metrics; train; teachers
+(built on train: they train networks with it, and implement the `Teacher` protocol that
+`bayesdistill.train.protocol` defines); and the layers that assemble them (config, runner,
+reports, theory, cli). Each check runs in a fresh interpreter, so no module a test imported
+earlier hides a cycle.
 
 No module imports itself through others: the import graph read from the source has no
 cycle (`test_no_import_cycle`, which says how the graph is read).
@@ -30,6 +30,7 @@ RANKS = {
     "seeding": 0,
     "io": 0,
     "layout": 0,
+    "devices": 0,
     "data": 1,
     "models": 1,
     "losses": 1,

@@ -266,7 +266,7 @@ def _executor_overrides(
     """The executor flags as config overrides of runtime.executor (validated there).
     --units-per-device sizes the pool itself: without --workers it clears a ``workers``
     count from the config file."""
-    from bayesdistill.runner.executors import parse_devices
+    from bayesdistill.devices import parse_devices
 
     out = []
     if executor is not None:

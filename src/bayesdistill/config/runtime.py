@@ -14,6 +14,7 @@ from pydantic import (
 
 from bayesdistill.config.specs import _Strict
 from bayesdistill.data import LoaderOptions
+from bayesdistill.devices import check_device
 from bayesdistill.train.accel import Acceleration, Precision, compile_mode
 from bayesdistill.train.recorder import mirror_to_tensorboard
 
@@ -68,13 +69,7 @@ class ExecutorConfig(_Strict):
     @field_validator("devices")
     @classmethod
     def _known_devices(cls, devices: list[str]) -> list[str]:
-        for device in devices:
-            if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
-                raise ValueError(
-                    f"executor devices must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got "
-                    f"'{device}'"
-                )
-        return devices
+        return [check_device(device) for device in devices]
 
     @field_validator("gpus_per_unit")
     @classmethod

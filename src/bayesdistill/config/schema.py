@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic
-import torch
 from pydantic import (
     BaseModel,
     Field,
@@ -24,6 +23,7 @@ from bayesdistill.config.losses import LossConfig, LossTermConfig
 from bayesdistill.config.runtime import ExecutorConfig, ExecutorName, LogConfig, RuntimeConfig
 from bayesdistill.config.specs import NamedSpec, _Strict
 from bayesdistill.data import AUGMENTATIONS, DATASETS, Standardization
+from bayesdistill.devices import check_device
 from bayesdistill.models import MODELS
 from bayesdistill.teachers import TEACHERS, learns_from_data
 from bayesdistill.teachers.cross_fit import CrossFitPredictor, check_folds
@@ -282,16 +282,7 @@ class ExperimentConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
-        allowed = f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got '{device}'"
-        if device == "auto":
-            return device
-        if device.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise ValueError(allowed)
-        try:
-            torch.device(device)
-        except RuntimeError:
-            raise ValueError(allowed) from None
-        return device
+        return check_device(device)
 
 
 def _check_unique(keys: list[str], what: str) -> None:

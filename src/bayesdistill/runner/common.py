@@ -21,6 +21,7 @@ from bayesdistill.data import AUGMENTATIONS, DATASETS, DataSplits, make_splits
 from bayesdistill.data.augment import Augmentation, Compose
 from bayesdistill.data.labelled import LabelledData, LoaderOptions
 from bayesdistill.data.raw import RawStream
+from bayesdistill.devices import AUTO, check_device
 from bayesdistill.errors import ConfigError
 from bayesdistill.io import load_torch, save_torch
 from bayesdistill.metrics import classification_metrics, fluctuation
@@ -55,14 +56,9 @@ def resolve_device(name: str) -> torch.device:
 
     In a distributed run on GPUs, ``auto`` and ``cuda`` mean this rank's own GPU.
     """
-    if name == "auto":
+    if check_device(name) == AUTO:
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got '{name}'"
-        ) from None
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(

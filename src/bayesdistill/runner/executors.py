@@ -445,17 +445,3 @@ def _ray_task(runner: UnitRunner, unit: Unit, placement: Placement, *deps: Any) 
     them (and not at all when one failed)."""
     runner(unit, placement)
     return unit.name
-
-
-def parse_devices(text: str | None) -> list[str]:
-    """``"cuda:0,cuda:1"`` → ``["cuda:0", "cuda:1"]``; None or empty → ``["auto"]``."""
-    if not text:
-        return ["auto"]
-    devices = [d.strip() for d in text.split(",") if d.strip()]
-    for device in devices:
-        if device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
-            raise ConfigError(
-                f"--devices takes a comma-separated list of cpu, cuda, cuda:N or mps, got "
-                f"'{device}' in '{text}'"
-            )
-    return devices
