@@ -55,7 +55,20 @@ from bayesdistill.runner.packing import (
 
 log = logging.getLogger("bayesdistill")
 
-POLL_SECONDS = 0.2
+WAIT_SECONDS = 5.0
+"""Longest the pool sleeps between looks at its busy workers. It wakes at once when one
+answers or dies (`multiprocessing.connection.wait` on their pipes and process sentinels),
+so this only bounds how late a missed wake-up is noticed; a look costs microseconds."""
+REAP_SECONDS = 1.0
+"""How long the pool waits to collect a worker found dead (its exit code goes into the
+report): a dead process is collected at once; the bound keeps a stuck one from stalling
+the pool."""
+OOM_EXIT_SECONDS = 10.0
+"""How long a worker that ran out of GPU memory gets to end itself (it returns after its
+answer, and its CUDA context goes with it) before it is terminated."""
+SHUTDOWN_SECONDS = 10.0
+"""How long the workers together get to leave after being told to stop, before the ones
+still running are terminated: a worker between units leaves at once."""
 
 FINISHED, FAILED, OUT_OF_MEMORY, HELD, DIED = "finished", "failed", "out_of_memory", "held", "died"
 """What a pool worker answers for a unit (DIED: what the pool concludes when it answers nothing)."""
@@ -237,7 +250,7 @@ class ProcessExecutor:
                     try:
                         worker.connection.send((unit, budget.required(unit, device)))
                     except OSError:  # BrokenPipeError: it died as the unit was handed over
-                        worker.process.join(timeout=1)
+                        worker.process.join(timeout=REAP_SECONDS)
                         graph.failed(unit.name, _died(worker, "it was handed to"))
                         workers[index] = start(index)
                         lost = True
@@ -252,7 +265,7 @@ class ProcessExecutor:
                         raise RuntimeError(f"no worker may start {[u.name for u in ready]}")
                     return graph.outcome
                 signals = [w.connection for w in busy] + [w.process.sentinel for w in busy]
-                mp.connection.wait(signals, timeout=POLL_SECONDS * 25)
+                mp.connection.wait(signals, timeout=WAIT_SECONDS)
                 for index, worker in enumerate(workers):
                     if worker.unit is None:
                         continue
@@ -282,7 +295,9 @@ class ProcessExecutor:
                         continue
                     if event == OUT_OF_MEMORY:
                         others = [n for n in budget.running_on(device) if n != unit.name]
-                        worker.process.join(timeout=10)  # it ends itself, freeing its memory
+                        worker.process.join(
+                            timeout=OOM_EXIT_SECONDS
+                        )  # it ends itself, freeing its memory
                         if worker.process.is_alive():
                             worker.process.terminate()
                         workers[index] = start(index)
@@ -308,14 +323,14 @@ class ProcessExecutor:
                     elif event == FAILED:
                         graph.failed(unit.name, text)
                     else:
-                        worker.process.join(timeout=1)
+                        worker.process.join(timeout=REAP_SECONDS)
                         graph.failed(unit.name, _died(worker, "running it"))
                         workers[index] = start(index)
         finally:
             for worker in workers:
                 with contextlib.suppress(OSError, BrokenPipeError):
                     worker.connection.send(None)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + SHUTDOWN_SECONDS
             for worker in workers:
                 worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
                 if worker.process.is_alive():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -200,17 +200,3 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
 def unit_log_path(out: Path, unit: Unit) -> Path:
     """Where a unit's log goes (``out/logs/<unit name with / as __>.log``)."""
     return out / "logs" / (unit.name.replace("/", "__") + ".log")
-
-
-def ordered(units: Iterable[Unit]) -> list[Unit]:
-    """The units in an order that puts every unit after its dependencies (stable)."""
-    units = list(units)
-    check_graph(units)
-    done: set[str] = set()
-    out: list[Unit] = []
-    while len(out) < len(units):
-        for unit in units:
-            if unit.name not in done and set(unit.deps) <= done:
-                out.append(unit)
-                done.add(unit.name)
-    return out

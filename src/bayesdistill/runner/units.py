@@ -267,8 +267,3 @@ def _student(
         held_out=config.teacher.exclude_student_subset,
         accel=accel,
     )
-
-
-def cpu_threads_per_worker(workers: int) -> int:
-    """An equal share of this machine's CPUs for each of ``workers`` workers (at least 1)."""
-    return max(1, (os.cpu_count() or 1) // workers)
