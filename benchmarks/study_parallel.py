@@ -28,8 +28,9 @@ import torch
 
 from bayesdistill.config import load_config
 from bayesdistill.runner import run_study
-from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor
 from bayesdistill.runner.graph import Placement
+from bayesdistill.runner.ray_executor import RayExecutor
 
 WORKERS = 2
 

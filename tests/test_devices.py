@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bayesdistill.cli.main import _executor_overrides
+from bayesdistill.cli.options import executor_overrides
 from bayesdistill.config import load_config
 from bayesdistill.devices import ALLOWED, check_device, parse_devices
 from bayesdistill.errors import ConfigError
@@ -45,7 +45,7 @@ def test_every_place_that_takes_a_device_gives_the_same_message(name):
     places = [
         lambda: load_config(None, [f"device={name}"]),
         lambda: load_config(None, [f"runtime.executor.devices=[{name}]"]),
-        lambda: _executor_overrides(None, None, name, None),
+        lambda: executor_overrides(None, None, name, None),
         lambda: resolve_device(name),
     ]
     for place in places:

@@ -7,8 +7,9 @@ import multiprocessing as mp
 import pytest
 
 from bayesdistill.errors import ConfigError
-from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor
 from bayesdistill.runner.graph import StudyFailedError, Unit, check_graph
+from bayesdistill.runner.ray_executor import RayExecutor
 
 from .toy_units import toy_runner
 

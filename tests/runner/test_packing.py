@@ -16,11 +16,12 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from bayesdistill.cli.main import _executor_overrides, app
+from bayesdistill.cli.main import app
+from bayesdistill.cli.options import executor_overrides
 from bayesdistill.config import dump_config, load_config
 from bayesdistill.config.runtime import ExecutorConfig, ExecutorName
 from bayesdistill.errors import ConfigError
-from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor
 from bayesdistill.runner.graph import Placement, Unit
 from bayesdistill.runner.packing import (
     GIB,
@@ -29,6 +30,7 @@ from bayesdistill.runner.packing import (
     has_room,
     is_out_of_memory,
 )
+from bayesdistill.runner.ray_executor import RayExecutor
 from bayesdistill.runner.study import make_executor, run_study
 
 from .packing_units import FakeMemory, packing_runner, ray_runner
@@ -127,14 +129,14 @@ def test_bad_combinations_are_refused_naming_the_values(values, message):
 
 
 def test_the_command_line_flags_become_these_options(cli_logging):
-    flags = _executor_overrides("processes", None, "cuda:0,cuda:1", None, 4, None)
+    flags = executor_overrides("processes", None, "cuda:0,cuda:1", None, 4, None)
     assert "runtime.executor.units_per_device=4" in flags
     assert "runtime.executor.workers=null" in flags  # the flag sizes the pool, not the file
     config = load_config({**TINY, "runtime": {"executor": {"workers": 3}}}, flags)
     assert config.runtime.executor.pool_size() == 8
     with pytest.raises(ConfigError, match="workers=3 disagrees"):
-        load_config(None, _executor_overrides("processes", 3, "cuda:0,cuda:1", None, 4, None))
-    ray = load_config(None, _executor_overrides("ray", None, None, None, None, 0.25))
+        load_config(None, executor_overrides("processes", 3, "cuda:0,cuda:1", None, 4, None))
+    ray = load_config(None, executor_overrides("ray", None, None, None, None, 0.25))
     assert ray.runtime.executor.gpus_per_unit == 0.25
     result = CliRunner().invoke(app, ["study", "--help"])
     assert "--units-per-device" in result.output and "--gpus-per-unit" in result.output

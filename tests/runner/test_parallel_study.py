@@ -16,9 +16,10 @@ import torch
 from bayesdistill.config import load_config
 from bayesdistill.errors import ConfigError
 from bayesdistill.runner import run_study
-from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor
 from bayesdistill.runner.graph import Placement, StudyFailedError
 from bayesdistill.runner.merge import merge_studies
+from bayesdistill.runner.ray_executor import RayExecutor
 
 TINY = {
     "data": {"name": "synthetic", "num_samples": 240, "num_classes": 3, "dim": 5},

@@ -15,7 +15,8 @@ from bayesdistill.config import dump_config, load_config
 from bayesdistill.data import DataSplits, gaussian_mixture, make_splits
 from bayesdistill.errors import ConfigError, DataError
 from bayesdistill.runner import RunKind, RunLayout, run_distill, run_teachers
-from bayesdistill.runner.identity import data_fingerprint, recorded_kind
+from bayesdistill.runner.identity import data_fingerprint
+from bayesdistill.runner.output import recorded_kind
 from bayesdistill.runner.study import config_values
 
 TINY = {

@@ -13,8 +13,8 @@ import torch
 from bayesdistill.io import JsonLines, load_torch
 from bayesdistill.losses import onehot_ce, unchecked
 from bayesdistill.train import CachedTargets, TrainSettings, fit, sgd_step
-from bayesdistill.train.loop import FINITE_CHECK_STEPS
 from bayesdistill.train.objective import LossTerm, StepInputs, WeightedSum
+from bayesdistill.train.running_loss import FINITE_CHECK_STEPS
 
 from ..conftest import make_mlp
 

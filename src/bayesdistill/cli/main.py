@@ -18,6 +18,21 @@ import typer
 
 from bayesdistill import __version__
 from bayesdistill.cli.errors import is_out_of_memory, os_error_message
+from bayesdistill.cli.options import (
+    AddressOpt,
+    ConfigArg,
+    DevicesOpt,
+    ExecutorOpt,
+    GpusPerUnitOpt,
+    OutOpt,
+    OverridesArg,
+    ProgressOpt,
+    ResumeOpt,
+    SeedOpt,
+    UnitsPerDeviceOpt,
+    WorkersOpt,
+    executor_overrides,
+)
 from bayesdistill.errors import BayesDistillError
 
 app = typer.Typer(
@@ -28,31 +43,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config (only overrides of the defaults).")]
-OverridesArg = Annotated[
-    list[str] | None,
-    typer.Argument(help="Overrides key.sub=value, values parsed as YAML.", show_default=False),
-]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder of the run.")]
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue a killed run in --out where it stopped.")
-]
-
-
-def _seed(text: str) -> int:
-    """A seed from the command line: a whole number, or an error that repeats the text."""
-    try:
-        return int(text)
-    except ValueError:
-        raise typer.BadParameter(f"a seed is a whole number, got {text!r}") from None
-
-
-SeedOpt = Annotated[
-    int | None,
-    typer.Option(parser=_seed, metavar="INT", help="Seed (default: the config's first seed)."),
-]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")]
 
 QUICKSTART = "quickstart.yaml"
 
@@ -199,93 +189,6 @@ def _number(value: float | None, fmt: str, scale: float = 1.0) -> str:
     return "n/a" if value is None else format(scale * value, fmt)
 
 
-ExecutorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--executor",
-        help="Where the study's units run: local (in this process), processes (a local pool), "
-        "ray (a Ray cluster). Default: the config's runtime.executor.name (local).",
-        show_default=False,
-    ),
-]
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        help="Worker processes (processes) or CPUs (local Ray). Default: devices × "
-        "--units-per-device where that is given, else 2.",
-        show_default=False,
-    ),
-]
-DevicesOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--devices",
-        help="Devices of the workers, comma-separated (e.g. cuda:0,cuda:1 or cpu); worker i "
-        "runs on the (i mod n)-th.",
-        show_default=False,
-    ),
-]
-UnitsPerDeviceOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--units-per-device",
-        help="processes: K workers on each device of --devices, so K units share a GPU "
-        "(cuda:0,cuda:1 with 4: 8 workers). --workers, if given too, must equal devices × K. "
-        "On CUDA a unit starts beside others only where the memory it needs is free.",
-        show_default=False,
-    ),
-]
-GpusPerUnitOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--gpus-per-unit",
-        help="ray: the share of a GPU each unit asks for, in (0, 1] (0.25: four units per "
-        "GPU). Default: 1 on CUDA.",
-        show_default=False,
-    ),
-]
-AddressOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--address",
-        help="A running Ray cluster to join (ray.init(address=...)).",
-        show_default=False,
-    ),
-]
-
-
-def _executor_overrides(
-    executor: str | None,
-    workers: int | None,
-    devices: str | None,
-    address: str | None,
-    units_per_device: int | None = None,
-    gpus_per_unit: float | None = None,
-) -> list[str]:
-    """The executor flags as config overrides of runtime.executor (validated there).
-    --units-per-device sizes the pool itself: without --workers it clears a ``workers``
-    count from the config file."""
-    from bayesdistill.devices import parse_devices
-
-    out = []
-    if executor is not None:
-        out.append(f"runtime.executor.name={executor}")
-    if workers is not None:
-        out.append(f"runtime.executor.workers={workers}")
-    elif units_per_device is not None:
-        out.append("runtime.executor.workers=null")
-    if devices is not None:
-        out.append(f"runtime.executor.devices=[{', '.join(parse_devices(devices))}]")
-    if units_per_device is not None:
-        out.append(f"runtime.executor.units_per_device={units_per_device}")
-    if gpus_per_unit is not None:
-        out.append(f"runtime.executor.gpus_per_unit={gpus_per_unit!r}")
-    if address is not None:
-        out.append(f"runtime.executor.address={address}")
-    return out
-
-
 @app.command()
 def study(
     config: ConfigArg,
@@ -301,9 +204,7 @@ def study(
     address: AddressOpt = None,
 ) -> None:
     """For each seed: one teacher network, every teacher kind, one student per kind; tables and plots."""
-    extra = _executor_overrides(
-        executor, workers, devices, address, units_per_device, gpus_per_unit
-    )
+    extra = executor_overrides(executor, workers, devices, address, units_per_device, gpus_per_unit)
     _run_study(_load(config, [*(overrides or []), *extra]), out, resume, progress)
 
 
@@ -321,9 +222,7 @@ def quickstart(
     address: AddressOpt = None,
 ) -> None:
     """The shipped MNIST-1D study (configs/quickstart.yaml): CPU, a few minutes."""
-    extra = _executor_overrides(
-        executor, workers, devices, address, units_per_device, gpus_per_unit
-    )
+    extra = executor_overrides(executor, workers, devices, address, units_per_device, gpus_per_unit)
     with resources.as_file(resources.files("bayesdistill") / "configs" / QUICKSTART) as path:
         config = _load(path, [*(overrides or []), *extra])
     _run_study(config, out, resume, progress)
@@ -362,7 +261,7 @@ def advise(
 
     from bayesdistill.runner.advise import run_advise
 
-    extra = _executor_overrides(executor, workers, devices, address)
+    extra = executor_overrides(executor, workers, devices, address)
     parsed = _load(config, [*(overrides or []), *extra])
     given = " ".join(shlex.quote(o) for o in overrides or [])
     command = (
@@ -409,7 +308,7 @@ def _report_one(folder: Path) -> None:
     from bayesdistill.errors import ConfigError
     from bayesdistill.layout import RunKind, RunLayout
     from bayesdistill.reports import write_reports
-    from bayesdistill.runner.identity import recorded_kind
+    from bayesdistill.runner.output import recorded_kind
 
     if not folder.is_dir():
         raise FileNotFoundError(f"study folder not found: '{folder}'")

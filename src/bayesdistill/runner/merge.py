@@ -35,9 +35,9 @@ from bayesdistill.runner.identity import (
     config_values,
     file_sha256,
     recorded_facts,
-    recorded_kind,
     run_differences,
 )
+from bayesdistill.runner.output import recorded_kind
 
 IGNORED = ("seeds", "teachers")
 """Config keys that may differ between merged studies."""

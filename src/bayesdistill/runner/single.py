@@ -29,10 +29,10 @@ from bayesdistill.runner.identity import (
     fact,
     file_record,
     finish_run,
-    inspect_output,
     open_run,
     run_facts,
 )
+from bayesdistill.runner.output import inspect_output
 from bayesdistill.runner.students import (
     check_student_losses,
     train_student,

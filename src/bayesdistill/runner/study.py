@@ -30,7 +30,7 @@ from bayesdistill.layout import RunKind, RunLayout
 from bayesdistill.reports import write_reports
 from bayesdistill.runner.checks import check_experiment
 from bayesdistill.runner.common import experiment_summary, load_data, log, resolve_device
-from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor, RayExecutor
+from bayesdistill.runner.executors import LocalExecutor, ProcessExecutor
 from bayesdistill.runner.graph import Executor, Outcome, Unit
 from bayesdistill.runner.identity import (
     RunIdentity,
@@ -39,10 +39,11 @@ from bayesdistill.runner.identity import (
     data_fingerprint,
     file_record,
     finish_run,
-    inspect_output,
     open_run,
     run_facts,
 )
+from bayesdistill.runner.output import inspect_output
+from bayesdistill.runner.ray_executor import RayExecutor
 from bayesdistill.runner.students import check_student_losses
 from bayesdistill.runner.units import remember, run_unit, study_units
 

@@ -28,7 +28,8 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.io import write_json, write_text
 from bayesdistill.layout import RunKind, RunLayout
 from bayesdistill.registry import Registry
-from bayesdistill.runner.identity import RunIdentity, finish_run, inspect_output, open_run
+from bayesdistill.runner.identity import RunIdentity, finish_run, open_run
+from bayesdistill.runner.output import inspect_output
 from bayesdistill.theory import (
     convergence,
     noise,

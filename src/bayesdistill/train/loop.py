@@ -14,7 +14,7 @@ that receives the batch with its runtime inputs (the fractional epoch) and may r
 named terms, which are logged as ``train_loss/<name>`` (their mean since the last
 evaluation point) next to ``train_loss`` (the total). Losses are summed on the device and
 read once per evaluation point, not per step; a non-finite loss stops the run within
-`FINITE_CHECK_STEPS` steps, before it writes a record or a checkpoint.
+`FINITE_CHECK_STEPS` steps (`bayesdistill.train.running_loss`), before it writes a record or a checkpoint.
 
 Teacher probabilities for a batch come from a `TargetSource` (``targets(x, index)``), or
 from a `ViewSource`, which brings its own augmentation: it picks a stored augmented view
@@ -61,22 +61,21 @@ from bayesdistill.train.recorder import (
     rng_state,
     set_rng_state,
 )
+from bayesdistill.train.running_loss import (
+    DivergenceAlarm,
+    RunningLoss,
+    check_losses,
+    checked_mean_losses,
+)
 from bayesdistill.train.settings import TrainSettings
 from bayesdistill.train.targets import TargetSource, ViewSource
 
 __all__ = ["CHECKPOINT_NAME", "METRICS_NAME", "FitResult", "fit", "sgd_step"]
 
-TERM_PREFIX = "train_loss/"
-"""Metrics key prefix of the named loss terms of an objective."""
 AUGMENT_STREAM = 1
 """Seed stream of the per-epoch augmentation generator: generator(seed, epoch, 1)."""
 RANK_STREAM = 7
 """Rank r > 0 of a distributed run seeds its global generator with derive_seed(seed, 7, r)."""
-FINITE_CHECK_STEPS = 50
-"""Most steps between two checks that the loss is finite. A check reads one number from the
-device (one host synchronisation); evaluation points check too, so a diverged run stops
-within this many steps and never writes a record or a checkpoint after the divergence."""
-
 Evaluator = Callable[[nn.Module], Mapping[str, float]]
 
 
@@ -260,7 +259,7 @@ def fit(
     take_step = whole_step or eager_step
     eval_points = _eval_points(steps_per_epoch, settings.evals_per_epoch)
     rank_seed = seed if rank == 0 else derive_seed(seed, RANK_STREAM, rank)
-    running, alarm = _RunningLoss(device), _Alarm(description, settings.lr)
+    running, alarm = RunningLoss(device), DivergenceAlarm(description, settings.lr)
     try:
         with seeded(rank_seed, device):
             if saved_rng is not None:
@@ -288,9 +287,9 @@ def fit(
                     running.add(*take_step(inputs, batch.weight), b)
                     scheduler.step()
                     if running.check_due:
-                        _check_losses(running, alarm, epoch)
+                        check_losses(running, alarm, epoch)
                     if b + 1 in eval_points:
-                        losses = _checked_mean_losses(running, model, device, alarm, epoch, b)
+                        losses = checked_mean_losses(running, model, device, alarm, epoch, b)
                         record = {
                             "epoch": epoch + eval_points[b + 1],
                             "step": epoch * steps_per_epoch + b + 1,
@@ -305,7 +304,7 @@ def fit(
                         running.restart()
                         recorder.record(record)
                 if running.count:  # never: an epoch's last batch is an evaluation point
-                    _checked_mean_losses(running, model, device, alarm, epoch, b)
+                    checked_mean_losses(running, model, device, alarm, epoch, b)
                 recorder.end_epoch(epoch, state, distributed.all_gather(rng_state(device)))
     finally:
         recorder.close()
@@ -337,145 +336,6 @@ def _batch_source(
             "StreamData, not a ready batch source"
         )
     return train
-
-
-class _RunningLoss:
-    """The training losses since the last evaluation point, summed on the device.
-
-    Adding a step's loss reads nothing from the device (no host synchronisation; timm's
-    loop keeps its losses on the device the same way): ``partial[i]`` is the float64 sum of
-    the losses up to the i-th step since the last check, ``partial[0]`` the sum carried over
-    from the steps before it. float32 losses added in float64 in step order give exactly
-    the sum that adding each loss read as a Python float would. A non-finite loss leaves
-    every later partial sum non-finite, so a check reads only the last one, and the first
-    non-finite one names the batch of the first non-finite loss.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.partial = torch.zeros(FINITE_CHECK_STEPS + 1, dtype=torch.float64, device=device)
-        self._slots = self.partial.unbind()  # views, made once
-        self.unchecked = 0
-        """Steps since the last check."""
-        self.first_unchecked = 0
-        """Batch number of the first of them."""
-        self.count = 0
-        """Steps since the last evaluation point."""
-        self.terms: dict[str, Tensor] = {}
-        """Float64 sums of the named loss terms since the last evaluation point."""
-
-    def add(self, loss: Tensor, step_terms: list[Mapping[str, Tensor]], batch: int) -> None:
-        """Add the (scalar) loss of batch ``batch`` and its terms (one dict per loss
-        evaluation of the step; their mean is added)."""
-        if self.unchecked == 0:
-            self.first_unchecked = batch
-        slots, i = self._slots, self.unchecked
-        torch.add(slots[i], loss.detach(), out=slots[i + 1])
-        self.unchecked += 1
-        self.count += 1
-        if not step_terms:
-            return
-        for name in step_terms[0]:
-            value = step_terms[0][name].detach()
-            if len(step_terms) > 1:
-                value = value.double()
-                for terms in step_terms[1:]:
-                    value = value + terms[name].detach()
-                value = value / len(step_terms)
-            if name in self.terms:
-                self.terms[name].add_(value)
-            else:
-                self.terms[name] = torch.zeros_like(self.partial[0]).add_(value)
-
-    @property
-    def check_due(self) -> bool:
-        return self.unchecked == FINITE_CHECK_STEPS
-
-    def check(self) -> tuple[int, float] | None:
-        """None when every loss since the last check was finite (and a new check window
-        starts), else the batch number and value of the first non-finite one."""
-        last = self._slots[self.unchecked]
-        if math.isfinite(float(last)):  # the one host synchronisation of a check
-            self._slots[0].copy_(last)
-            self.unchecked = 0
-            return None
-        finite = torch.isfinite(self.partial[1 : self.unchecked + 1])
-        j = int(torch.argmin(finite.to(torch.uint8)))  # the first False
-        return self.first_unchecked + j, float(self._slots[j + 1])
-
-    def sums(self, *more: Tensor) -> list[float]:
-        """The loss sum and the term sums since the last evaluation point, and ``more``
-        (scalars), read from the device at once."""
-        slots = [self._slots[self.unchecked], *self.terms.values()]
-        return torch.stack([*slots, *(m.double() for m in more)]).tolist()
-
-    def restart(self) -> None:
-        """Start a new evaluation window (the losses so far were checked)."""
-        self._slots[0].zero_()
-        self.unchecked = self.count = 0
-        self.terms = {}
-
-
-@dataclass(frozen=True)
-class _Alarm:
-    """The error that stops a diverged run: where it diverged and what to change."""
-
-    description: str
-    lr: float
-
-    def loss(self, value: float, where: str) -> FloatingPointError:
-        return FloatingPointError(
-            f"{self.description}: loss became {value} at {where}; lower the learning rate "
-            f"(lr={self.lr}) or check the data"
-        )
-
-    def weights(self, where: str) -> FloatingPointError:
-        return FloatingPointError(
-            f"{self.description}: the weights became non-finite at {where} (its loss was "
-            f"finite); lower the learning rate (lr={self.lr}) or check the data"
-        )
-
-
-def _check_losses(running: _RunningLoss, alarm: _Alarm, epoch: int) -> None:
-    """Raise at the first non-finite loss since the last check, if any."""
-    found = running.check()
-    if found is not None:
-        batch, value = found
-        raise alarm.loss(value, f"epoch {epoch}, batch {batch}")
-
-
-def _checked_mean_losses(
-    running: _RunningLoss,
-    model: nn.Module,
-    device: torch.device,
-    alarm: _Alarm,
-    epoch: int,
-    batch: int,
-) -> dict[str, float]:
-    """``train_loss`` and each term's mean since the last evaluation point (over every
-    rank's steps in a distributed run), once the losses and the weights are known to be
-    finite (an update can overflow while its loss was finite): one read from the device."""
-    total, *terms, weights_finite = running.sums(_all_finite(model))
-    totals = distributed.all_reduce_sum([total, running.count, *terms], device)
-    steps = totals[1]
-    if not math.isfinite(totals[0]):
-        _check_losses(running, alarm, epoch)  # this rank's own first non-finite loss
-        first = batch + 1 - running.count
-        raise alarm.loss(
-            totals[0] / steps, f"epoch {epoch}, batches {first}-{batch} of another rank"
-        )
-    if not weights_finite:
-        raise alarm.weights(f"epoch {epoch}, batch {batch}")
-    out = {"train_loss": totals[0] / steps}
-    for name, term in zip(running.terms, totals[2:], strict=True):
-        out[TERM_PREFIX + name] = term / steps
-    return out
-
-
-def _all_finite(model: nn.Module) -> Tensor:
-    """Whether every floating-point parameter and buffer of ``model`` is finite (a scalar
-    bool on the device; reading it is left to the caller)."""
-    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-    return torch.stack([torch.isfinite(t).all() for t in tensors]).all()
 
 
 def _evaluate(evaluate: Evaluator, model: nn.Module) -> Mapping[str, float]:
