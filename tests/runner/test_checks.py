@@ -6,7 +6,7 @@ from __future__ import annotations
 from bayesdistill.runner.checks import teacher_input_shapes
 from bayesdistill.teachers import EnsembleTeacher, TemperedTeacher
 
-from ..teachers.test_composite import ENSEMBLE_PENDING, ProtocolOnly, cross_fitted, plain
+from ..teachers.test_composite import ProtocolOnly, cross_fitted, plain
 
 
 def test_a_network_teacher_has_its_networks_input_shape():
@@ -28,7 +28,6 @@ def test_a_cross_fitted_teacher_has_every_fold_teachers_shape():
     assert teacher_input_shapes(teacher) == {(4,), (5,), (6,)}
 
 
-@ENSEMBLE_PENDING
 def test_an_ensemble_has_every_members_shape():
     ensemble = EnsembleTeacher([plain(1, (4,)), TemperedTeacher(plain(2, (7,)), 2.0)])
     assert teacher_input_shapes(TemperedTeacher(ensemble, 1.5)) == {(4,), (7,)}

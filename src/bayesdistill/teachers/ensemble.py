@@ -61,6 +61,10 @@ class EnsembleTeacher(SavableTeacher):
         self.members = [m.to(device) if isinstance(m, SavableTeacher) else m for m in self.members]
         return self
 
+    def children(self) -> tuple[Teacher, ...]:
+        """The members, in order (`bayesdistill.teachers.base.walk` goes below them)."""
+        return tuple(self.members)
+
     def _predict(self, x: Tensor) -> Tensor:
         total = torch.zeros(len(x), self.num_classes, device=x.device)
         for member in self.members:
