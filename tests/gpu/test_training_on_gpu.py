@@ -148,3 +148,33 @@ def test_laplace_after_channels_last_training(structure, device):
         )
         probs[where.type] = teacher.predict_proba(x.to(where)).cpu()
     assert torch.allclose(probs[device.type], probs["cpu"], atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", [Precision.FP32, Precision.BF16])
+def test_whole_step_compilation_follows_the_eager_step(precision, device):
+    """``runtime.compile: step`` (CUDA graphs on a GPU) logs the eager run's losses, with
+    a cosine schedule and a last partial batch (32 images in batches of 6)."""
+    settings = TrainSettings(epochs=3, batch_size=6, lr=0.05, schedule="cosine")
+    runs = {}
+    for mode in (False, "step"):
+        accel = Acceleration(precision=precision, channels_last=True, compile=mode)
+        result = fit(
+            _network(2).to(device),
+            _images(),
+            loss_fn=onehot_ce,
+            settings=settings,
+            seed=0,
+            progress=False,
+            accel=accel,
+        )
+        runs[mode] = _losses(result.history)
+    assert torch.allclose(
+        runs["step"], runs[False], rtol=1e-4 if precision is Precision.FP32 else 2e-2
+    )
+
+
+def test_a_diverging_run_stops_with_the_clear_error(device):
+    settings = TrainSettings(epochs=2, batch_size=8, lr=1e12)
+    with pytest.raises(FloatingPointError, match=r"loss became .* at epoch 0, batch \d+; lower"):
+        fit(_network(2).to(device), _images(), loss_fn=onehot_ce, settings=settings, seed=0,
+            progress=False)  # fmt: skip
