@@ -71,7 +71,7 @@ from bayesdistill.models import Classifier
 from bayesdistill.runner.common import STUDENT_INIT_STREAM, build_augment, init_network
 from bayesdistill.seeding import generator
 from bayesdistill.teachers import TEACHERS, MeanFieldTeacher, TeacherContext, to_mean_field
-from bayesdistill.train import OnlineTargets, Teacher, fit, predict_in_batches
+from bayesdistill.train import OnlineTargets, RunOptions, Teacher, fit, predict_in_batches
 from bayesdistill.train.accel import Acceleration, Precision
 from bayesdistill.train.batches import INFERENCE_BATCH_SIZE
 from bayesdistill.train.views import ViewCache, ViewTargets, build_view_cache
@@ -353,7 +353,9 @@ def build_teachers(
     fit_data = data.subset(torch.arange(min(laplace_fit, len(data)), device=data.y.device))
     unit = torch.ones(data.input_shape)
     splits = DataSplits("random", fit_data, fit_data, fit_data, Standardizer(0 * unit, unit))
-    context = TeacherContext(splits=splits, network=network, progress=False, device=data.x.device)
+    context = TeacherContext(
+        splits=splits, network=network, device=data.x.device, run=RunOptions(progress=False)
+    )
     teachers: dict[str, Teacher] = {}
     samples: dict[str, int] = {}
     for kind in config.teachers:

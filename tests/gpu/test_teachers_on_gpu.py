@@ -21,7 +21,7 @@ from bayesdistill.losses import onehot_ce
 from bayesdistill.models import Classifier, create_model
 from bayesdistill.seeding import seeded
 from bayesdistill.teachers import TEACHERS, TeacherContext, load_teacher
-from bayesdistill.train import TrainSettings, fit, predict_in_batches
+from bayesdistill.train import RunOptions, TrainSettings, fit, predict_in_batches
 from bayesdistill.train.accel import Acceleration, Precision, vectorized_samples
 
 FAST_OPTIONS: dict[str, dict[str, Any]] = {
@@ -86,8 +86,8 @@ def build(name: str, options: dict[str, Any], device: torch.device, splits, netw
         network=copy.deepcopy(network).to(device),
         init_network=lambda: _mlp(splits).to(device),
         train_settings=TrainSettings(epochs=2, batch_size=32, lr=0.1),
-        progress=False,
         device=device,
+        run=RunOptions(progress=False),
     )
     return TEACHERS.build(name, context, **options)
 

@@ -19,7 +19,7 @@ from bayesdistill.models import create_model
 from bayesdistill.seeding import seeded
 from bayesdistill.teachers import TEACHERS, DeterministicTeacher, TeacherContext
 from bayesdistill.teachers.laplace import fit_laplace
-from bayesdistill.train import TrainSettings, distill, fit
+from bayesdistill.train import RunOptions, TrainSettings, distill, fit
 from bayesdistill.train.accel import Acceleration, Precision
 from bayesdistill.train.objective import LossTerm
 
@@ -103,7 +103,9 @@ def test_teacher_without_a_network(cache, device):
     """exact_bcp's probabilities are computed on the CPU and used by a GPU student."""
     raw = gaussian_mixture(num_classes=3, dim=4, num_samples=120, seed=1)
     splits = make_splits(raw, val_fraction=0.2, test_fraction=0.2, seed=0)
-    teacher = TEACHERS.build("exact_bcp", TeacherContext(splits=splits, progress=False))
+    teacher = TEACHERS.build(
+        "exact_bcp", TeacherContext(splits=splits, run=RunOptions(progress=False))
+    )
     augment = None if cache == "exact" else AUGMENTATIONS.build("noise", std=0.05)
     histories = []
     for where in (device, torch.device("cpu")):

@@ -22,7 +22,7 @@ from bayesdistill.teachers import (
     needs_network,
     saved_kinds,
 )
-from bayesdistill.train import TrainSettings, fit, predict_in_batches
+from bayesdistill.train import RunOptions, TrainSettings, fit, predict_in_batches
 
 FAST_OPTIONS = {
     "laplace": {"grid_points": 5},
@@ -61,7 +61,7 @@ def context(tiny_splits):
         network=network,
         init_network=lambda: make_dropout_mlp(tiny_splits),
         train_settings=TrainSettings(epochs=2, batch_size=32, lr=0.1),
-        progress=False,
+        run=RunOptions(progress=False),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import pytest
@@ -25,7 +24,7 @@ from bayesdistill.teachers import (
     training_targets,
 )
 from bayesdistill.teachers.cross_fit import target_source
-from bayesdistill.train import TrainSettings, predict_in_batches
+from bayesdistill.train import RunOptions, TrainSettings, predict_in_batches
 from tests.teachers.test_contract import FAST_OPTIONS
 
 
@@ -82,7 +81,7 @@ def context(tiny_splits):
         seed=0,
         init_network=lambda: make_mlp(tiny_splits),
         train_settings=TrainSettings(epochs=2, batch_size=32, lr=0.1),
-        progress=False,
+        run=RunOptions(progress=False),
     )
 
 
@@ -203,7 +202,7 @@ def test_temperature_scaling_applies_to_the_out_of_fold_table(context, tiny_spli
 
 
 def test_fold_networks_are_trained_without_their_fold_and_shared_across_kinds(context, tmp_path):
-    plan = CrossFitPlan.make(replace(context, run_dir=tmp_path / "shared"), 2)
+    plan = CrossFitPlan.make(context.in_run_dir(tmp_path / "shared"), 2)
     det = plan.in_run_dir(tmp_path / "deterministic").build("deterministic")
     temp = plan.in_run_dir(tmp_path / "temperature").build("temperature")
     networks = [m.network for m in det.members]

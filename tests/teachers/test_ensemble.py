@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 
@@ -21,7 +19,7 @@ from bayesdistill.teachers import (
     TemperedTeacher,
     load_teacher,
 )
-from bayesdistill.train import TrainSettings
+from bayesdistill.train import RunOptions, TrainSettings
 
 from ..conftest import make_mlp
 
@@ -93,12 +91,12 @@ def context(tiny_splits, trained_mlp):
         network=trained_mlp,
         init_network=lambda: make_mlp(tiny_splits),
         train_settings=TrainSettings(epochs=3, batch_size=32, lr=0.1),
-        progress=False,
+        run=RunOptions(progress=False),
     )
 
 
 def test_builder_trains_members_from_their_own_init(context, tiny_splits, tmp_path):
-    ensemble = TEACHERS.build("ensemble", replace(context, run_dir=tmp_path), members=3)
+    ensemble = TEACHERS.build("ensemble", context.in_run_dir(tmp_path), members=3)
     assert ensemble.members[0].network is context.network  # member 0 is the study's network
     weights = [m.network.head.weight for m in ensemble.members]
     assert not torch.allclose(weights[1], weights[2])

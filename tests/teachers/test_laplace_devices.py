@@ -24,7 +24,7 @@ from bayesdistill.seeding import seeded
 from bayesdistill.teachers import TeacherContext, fit_laplace
 from bayesdistill.teachers.cross_fit import CrossFitPlan
 from bayesdistill.teachers.laplace import LaplaceTeacher
-from bayesdistill.train import TrainSettings
+from bayesdistill.train import RunOptions, TrainSettings
 from bayesdistill.train.accel import Acceleration
 
 IMAGE_SHAPE = (3, 16, 16)
@@ -134,8 +134,7 @@ def test_cross_fitted_laplace_of_channels_last_fold_networks():
         seed=0,
         init_network=lambda: create_model("resnet8", IMAGE_SHAPE, NUM_CLASSES),
         train_settings=TrainSettings(epochs=1, batch_size=16, lr=0.01),
-        progress=False,
-        accel=Acceleration(channels_last=True),
+        run=RunOptions(progress=False, accel=Acceleration(channels_last=True)),
     )
     plan = CrossFitPlan.make(context, folds=2)
     teacher = plan.build("laplace", prior_precision=1.0)

@@ -27,20 +27,24 @@ def test_fit_options_and_in_dir():
     assert run.run_dir is None  # frozen: in_dir makes a new one
 
 
-def test_a_teacher_context_hands_on_every_option(tiny_splits):
-    """Each option has a field of the same name in `TeacherContext`, and `run_options`
-    carries it (an option added to `RunOptions` alone fails here)."""
-    values = {
-        "evaluate": lambda network: {},
-        "augment": lambda x, generator: x,
-        "run_dir": Path("run"),
-        "resume": True,
-        "progress": False,
-    }
-    context = TeacherContext(splits=tiny_splits, **values)
-    run = context.run_options()
+def test_a_teacher_context_carries_one_run_options(tiny_splits):
+    """A `TeacherContext` holds its builders' run options as one `RunOptions` (an option
+    added there reaches every builder), readable under each option's own name, and
+    `in_run_dir` moves only the folder."""
+    run = RunOptions(
+        evaluate=lambda network: {},
+        augment=lambda x, generator: x,
+        run_dir=Path("run"),
+        resume=True,
+        progress=False,
+    )
+    context = TeacherContext(splits=tiny_splits, run=run)
+    assert context.run_options() is run
     for option in fields(RunOptions):
-        assert getattr(run, option.name) is getattr(context, option.name), option.name
+        assert getattr(context, option.name) == getattr(run, option.name), option.name
+    moved = context.in_run_dir(Path("elsewhere"))
+    assert moved.run == run.in_dir(Path("elsewhere")) and moved.splits is context.splits
+    assert context.run_dir == Path("run")
 
 
 def test_a_trainer_runs_with_the_options_it_is_given(tiny_splits, tmp_path):

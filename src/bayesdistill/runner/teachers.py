@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -45,7 +44,7 @@ from bayesdistill.teachers import (
     needs_network,
 )
 from bayesdistill.teachers.cross_fit import target_source
-from bayesdistill.train import fit, predict_in_batches
+from bayesdistill.train import RunOptions, fit, predict_in_batches
 
 PROBS_FORMAT = "bayesdistill.predictions"
 
@@ -146,7 +145,7 @@ def build_teacher(
         log.info("seed %d: teacher '%s' already built, loading", context.seed, kind.key)
         return load_teacher(teacher_file, _device(context))
     tic = time.perf_counter()
-    context = replace(context, run_dir=files.train_dir)
+    context = context.in_run_dir(files.train_dir)
     if plan is not None:
         teacher = plan.in_run_dir(context.run_dir).build(
             kind.name, predictor=kind.cross_fit_predictor, **kind.options
@@ -245,15 +244,17 @@ def run_teacher_stage(
         network=network,
         init_network=fresh_network_factory(config, splits, seed, device),
         train_settings=config.teacher.train,
-        resume=resume,
-        progress=progress,
-        evaluate=network_evaluator(splits),
-        augment=build_augment(config.teacher.augment),
-        accel=config.runtime.acceleration(),
         device=device,
+        run=RunOptions(
+            evaluate=network_evaluator(splits),
+            augment=build_augment(config.teacher.augment),
+            resume=resume,
+            progress=progress,
+            accel=config.runtime.acceleration(),
+        ),
     )
     plans = {  # the folds (and fold networks) are shared by the kinds with the same K
-        k: CrossFitPlan.make(replace(context, run_dir=pieces.cross_fit(k)), k)
+        k: CrossFitPlan.make(context.in_run_dir(pieces.cross_fit(k)), k)
         for k in sorted({kind.cross_fit for kind in kinds if kind.cross_fit is not None})
     }
     return {

@@ -24,9 +24,9 @@ from bayesdistill.errors import ConfigError
 from bayesdistill.losses import onehot_ce
 from bayesdistill.models import Classifier
 from bayesdistill.registry import Registry
-from bayesdistill.train.accel import DEFAULT_ACCELERATION, Acceleration
+from bayesdistill.train.accel import Acceleration
 from bayesdistill.train.loop import fit
-from bayesdistill.train.run_options import RunOptions
+from bayesdistill.train.run_options import DEFAULT_RUN, RunOptions
 from bayesdistill.train.settings import OptimizerName, TrainSettings
 
 
@@ -41,16 +41,16 @@ class TeacherContext:
         init_network: builds a fresh network with the *same initial weights* as
             ``network`` had, for teachers trained from scratch (IVON).
         train_settings: how ``network`` was trained (defaults for IVON's training).
-        run_dir: a folder the builder may write to (learning curves, checkpoints).
-        resume: resume interrupted training in ``run_dir``.
-        progress: show progress bars.
-        evaluate: metrics of a network at evaluation points of training.
         train_network: trains the network on first use where ``network`` is None
             (ensemble members: a member kind that needs no trained network costs none).
-        augment: the batch augmentation ``network`` was trained with; teachers that train
-            networks (IVON, MFVI, MSE, MCMI, ensemble members) train with it too.
-        accel: speed options (mixed precision, ...) for those trainings.
         device: the run's device (where teachers are loaded when nothing else says).
+        run: how the builder's trainings run (IVON, MFVI, MSE, MCMI, ensemble members,
+            cross-fitting folds), one `RunOptions`: the folder they may write to (learning
+            curves, checkpoints), resume, progress bars, the metrics logged at evaluation
+            points, the batch augmentation ``network`` was trained with (those trainings
+            use it too) and the speed options. Read under its own names too
+            (``context.run_dir``, ``context.accel``, ...); an option added to `RunOptions`
+            reaches every builder with no change here.
     """
 
     splits: DataSplits
@@ -58,27 +58,42 @@ class TeacherContext:
     network: Classifier | None = None
     init_network: Callable[[], Classifier] | None = None
     train_settings: TrainSettings | None = None
-    run_dir: Path | None = None
-    resume: bool = False
-    progress: bool = True
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None
     train_network: Callable[[], Classifier] | None = None
-    augment: Augmentation | None = None
-    accel: Acceleration = DEFAULT_ACCELERATION
     device: torch.device | None = None
+    run: RunOptions = DEFAULT_RUN
+
+    def in_run_dir(self, run_dir: Path | None) -> TeacherContext:
+        """This context with its trainings writing to ``run_dir`` (None: keep nothing)."""
+        return replace(self, run=self.run.in_dir(run_dir))
 
     def run_options(self) -> RunOptions:
         """How the trainings of a builder run (``train_ivon``, ``train_mfvi``, ...,
-        `fit_network`): this context's evaluation, augmentation, run folder, resume,
-        progress and speed options."""
-        return RunOptions(
-            evaluate=self.evaluate,
-            augment=self.augment,
-            run_dir=self.run_dir,
-            resume=self.resume,
-            progress=self.progress,
-            accel=self.accel,
-        )
+        `fit_network`): `run`."""
+        return self.run
+
+    @property
+    def run_dir(self) -> Path | None:
+        return None if self.run.run_dir is None else Path(self.run.run_dir)
+
+    @property
+    def resume(self) -> bool:
+        return self.run.resume
+
+    @property
+    def progress(self) -> bool:
+        return self.run.progress
+
+    @property
+    def evaluate(self) -> Callable[[nn.Module], Mapping[str, float]] | None:
+        return self.run.evaluate
+
+    @property
+    def augment(self) -> Augmentation | None:
+        return self.run.augment
+
+    @property
+    def accel(self) -> Acceleration:
+        return self.run.accel
 
     def settings_with(
         self,

@@ -177,13 +177,12 @@ def fold_context(context: TeacherContext, fold_of: Tensor, fold: int) -> Teacher
         return trained[0]
 
     return replace(
-        context,
+        context.in_run_dir(run_dir),
         splits=context.splits.with_train(train),  # type: ignore[arg-type]
         seed=seed,
         network=None,
         init_network=init_network,
         train_network=train_network,
-        run_dir=run_dir,
     )
 
 
@@ -221,10 +220,10 @@ class CrossFitPlan:
         """The same folds and fold networks, with fold k's teacher writing its own training
         (IVON, MFVI, ...) to ``run_dir/fold_<k>`` (one folder per teacher kind)."""
         contexts = [
-            replace(c, run_dir=None if run_dir is None else run_dir / f"fold_{k}")
+            c.in_run_dir(None if run_dir is None else run_dir / f"fold_{k}")
             for k, c in enumerate(self.contexts)
         ]
-        return CrossFitPlan(replace(self.context, run_dir=run_dir), self.fold_of, contexts)
+        return CrossFitPlan(self.context.in_run_dir(run_dir), self.fold_of, contexts)
 
     def held_out_index(self, fold: int) -> Tensor:
         """Positions in the training set of fold ``fold`` (what teacher ``fold`` never sees)."""

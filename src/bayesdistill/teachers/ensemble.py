@@ -123,7 +123,7 @@ def _member_context(context: TeacherContext, member: int) -> TeacherContext:
     """Member 0 is the study's own network; member m ≥ 1 gets its own init, seed and run."""
     run_dir = None if context.run_dir is None else context.run_dir / f"member_{member}"
     if member == 0:
-        return replace(context, run_dir=run_dir)
+        return context.in_run_dir(run_dir)
     seed = derive_seed(context.seed, ENSEMBLE_STREAM, member)
     settings = context.train_settings or TrainSettings()
 
@@ -141,12 +141,11 @@ def _member_context(context: TeacherContext, member: int) -> TeacherContext:
         )
 
     return replace(
-        context,
+        context.in_run_dir(run_dir),
         seed=seed,
         network=None,
         init_network=init_network,
         train_network=train_network,
-        run_dir=run_dir,
     )
 
 

@@ -43,7 +43,7 @@ from bayesdistill.seeding import derive_seed, seeded
 from bayesdistill.teachers import TEACHERS, CrossFitPlan, TeacherContext
 from bayesdistill.theory.context import ExperimentContext
 from bayesdistill.theory.report import Claim, ExperimentResult, above_zero, mean_ci, pm
-from bayesdistill.train import CachedTargets, TrainSettings, fit, predict_in_batches
+from bayesdistill.train import CachedTargets, RunOptions, TrainSettings, fit, predict_in_batches
 
 SOURCES = {"in_sample": "in-sample", "cross_fitted": "cross-fitted", "held_out": "held-out"}
 REFERENCES = {"onehot": "one-hot labels", "exact": "exact p*"}
@@ -132,7 +132,7 @@ def run(
                 seed=seed,
                 init_network=init_teacher,
                 train_settings=teacher_settings,
-                progress=False,
+                run=RunOptions(progress=False),
             )
             context.train_network = lambda: (
                 fit(  # type: ignore[assignment]
