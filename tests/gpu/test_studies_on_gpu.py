@@ -118,3 +118,17 @@ def test_processes_executor_with_two_workers_on_one_gpu(device, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _close(_rows(tmp_path / "pool"), _rows(tmp_path / "sequential"))
+
+
+def test_ray_executor_packs_units_on_one_gpu(device, tmp_path):
+    """``--executor ray --gpus-per-unit 0.5`` on a local Ray cluster with the GPU: the
+    sequential study's results (skipped where Ray is not installed: it is a dev extra)."""
+    pytest.importorskip("ray")
+    from bayesdistill.runner.ray_executor import RayExecutor
+
+    config = load_config({**TINY_STUDY, "device": str(device)})
+    run_study(config, tmp_path / "sequential", progress=False)
+    gpus = 1 if device.type == "cuda" else 0
+    executor = RayExecutor(num_cpus=2, num_gpus=gpus, gpus_per_task=0.5 if gpus else 0.0)
+    run_study(config, tmp_path / "ray", progress=False, executor=executor)
+    assert _close(_rows(tmp_path / "ray"), _rows(tmp_path / "sequential"))
