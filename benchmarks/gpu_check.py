@@ -13,7 +13,8 @@ Steps, each in its own process with its own time limit, in this order:
 3. ``throughput``: `benchmarks/gpu_throughput.py` cut to fit (fewer images, views and
    rounds), one line per variant as it finishes;
 4. ``student_step``: `benchmarks/student_step.py`: bayesdistill's `fit` beside a plain
-   hand-written loop (fp32, bf16) and 1, 2, 4 and 8 student units sharing the GPU.
+   hand-written loop (fp32, bf16), 1, 2, 4 and 8 student units sharing the GPU, and 4
+   students trained as one stacked model.
 
 Each step's outcome is printed as the step ends, and ``DIR/gpu_check.json`` is rewritten
 after every step (atomically), so a run cut short still leaves its results. The exit status
@@ -65,6 +66,7 @@ GOAL_LINES = (
     "packing_2",
     "packing_4",
     "packing_8",
+    "stacked_4",
 )
 """Result lines of the step scripts that the check repeats at its end."""
 

@@ -28,8 +28,22 @@ Packing (``--packing 1,2,4,8``): K processes each train their own student with `
 for the others, then trains; the total images/s is K·N·epochs over the span from the
 first start to the last end, and ``packing_K`` is that over one process's images/s.
 
+Stacked students (``--stack 4``; the stretch of issue 18): the K students of one (seed,
+loss) group of a study see the same batches and augmentation, so they can be trained as one
+model: their weights stacked (``torch.func.stack_module_state``), one ``torch.vmap`` of
+``functional_call`` per step giving all K students' logits for the shared batch, the sum of
+their K KD losses (each against its own teacher's probabilities) backpropagated, one SGD
+step on the stacked weights. SGD with momentum and weight decay acts element by element, so
+each student follows its own training exactly (up to floating-point order: the vmapped
+convolutions are grouped ones); batch-norm statistics stay per student. ``stacked_K`` is the
+median over rounds of K times the plain KD loop's epoch time over the stacked epoch's (the
+same precision as packing): the throughput of K students stacked over one student's, the
+counterpart of ``packing_K``. It is a measurement, not yet a study option: it tells whether
+building stacking into studies pays on a GPU.
+
 The last lines are ``fit_over_plain_fp32 <x>``, ``fit_over_plain_bf16 <x>`` (goal ≥ 0.95),
-``step_over_plain_<precision> <x>`` (goal ≥ 2) and ``packing_4 <x>`` (goal ≥ 3).
+``step_over_plain_<precision> <x>`` (goal ≥ 2), ``packing_4 <x>`` (goal ≥ 3) and
+``stacked_4 <x>``.
 
     python benchmarks/student_step.py --out runs/student_step.json
     python benchmarks/student_step.py --quick --device cpu       # a smoke run
@@ -49,23 +63,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from plain_loop import (
+    BATCH,
+    KD_OPTIONS,
+    LR,
+    MOMENTUM,
+    WEIGHT_DECAY,
+    distinct_targets,
+    plain_run,
+    random_data,
+    stacked_run,
+    student,
+)
+from torch import Tensor
 from workload import interleaved, paired_ratio
 
 from bayesdistill.data import ArrayData
 from bayesdistill.data.augment import cifar_augmentation
 from bayesdistill.io import write_json
 from bayesdistill.losses import kd, onehot_ce
-from bayesdistill.models import create_model
-from bayesdistill.seeding import seeded
 from bayesdistill.train import CachedTargets, TrainSettings, fit
 from bayesdistill.train.accel import COMPILE_STEP, Acceleration, Precision
 
 STUDENT = "wrn_16_2"
-CLASSES, PADDING = 100, 4
-BATCH, LR, MOMENTUM, WEIGHT_DECAY = 64, 0.05, 0.9, 5e-4
-KD_OPTIONS = {"alpha": 0.5, "temperature": 4.0}
 QUICK = {"n": 256, "size": 16, "model": "resnet8", "rounds": 1, "packing": "1,2"}
 
 
@@ -120,6 +140,15 @@ def main(argv: list[str] | None = None) -> None:
                 args.n,
                 functools.partial(fit_run, args.model, data, probs, settings, accel, loss == "kd"),
             )
+    if args.stack > 1:
+        accel = Acceleration(precision=precisions[-1], channels_last=cuda, cudnn_benchmark=cuda)
+        stacked_probs = distinct_targets(probs, args.stack)
+        variants[f"stacked/kd/{precisions[-1].value}"] = announced(
+            note,
+            f"{args.stack} stacked students, kd, {precisions[-1].value} (images/s of each)",
+            args.n,
+            functools.partial(stacked_run, args.model, data, stacked_probs, args.epochs, accel),
+        )
     note(f"{len(variants)} variants on {args.n} random {'x'.join(map(str, shape))} images")
     times = interleaved(variants, args.rounds)
     cells = []
@@ -155,6 +184,16 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": len(next(iter(times.values()))),
         "cells": cells,
     }
+    stacked = f"stacked/kd/{precisions[-1].value}"
+    if stacked in times:
+        plain = f"plain/kd/{precisions[-1].value}"
+        result["stacked"] = {
+            "students": args.stack,
+            "precision": precisions[-1].value,
+            "images_per_s": args.stack * args.n / statistics.median(times[stacked]),
+            "over_one": args.stack * paired_ratio(times, plain, stacked),
+            "seconds": times[stacked],
+        }
     if args.out is not None:
         write_json(args.out, result)
     if args.packing:
@@ -175,25 +214,6 @@ def announced(
         return seconds
 
     return timed_run
-
-
-def random_data(n: int, shape: tuple[int, ...], device: torch.device) -> tuple[ArrayData, Tensor]:
-    """Standard-normal images with uniform labels, and random teacher probabilities."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn((n, *shape), generator=gen)
-    y = torch.randint(CLASSES, (n,), generator=gen)
-    probs = torch.softmax(2.0 * torch.randn(n, CLASSES, generator=gen), 1)
-    return ArrayData(x.to(device), y.to(device), CLASSES), probs.to(device)
-
-
-def student(model: str, shape: tuple[int, ...], device: torch.device) -> nn.Module:
-    with seeded(0):
-        return create_model(model, shape, CLASSES).to(device)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def fit_run(
@@ -221,69 +241,6 @@ def fit_run(
         accel=accel,
     )
     return float(result.history[-1]["seconds"])
-
-
-def plain_run(
-    model: str, data: ArrayData, probs: Tensor, epochs: int, accel: Acceleration, distil: bool
-) -> float:
-    """Seconds of the last of ``epochs`` epochs of the hand-written loop (see the module
-    docstring)."""
-    device = data.x.device
-    network = student(model, data.input_shape, device)
-    accel.prepare_model(network)
-    network.train()
-    optimizer = torch.optim.SGD(
-        network.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
-    )
-    gen = torch.Generator(device=device).manual_seed(0)
-    dtype = accel.autocast_dtype
-    n = len(data)
-    tic = time.perf_counter()
-    for _ in range(epochs):
-        synchronize(device)
-        tic = time.perf_counter()  # the last epoch's start
-        order = torch.randperm(n, generator=gen, device=device)
-        for start in range(0, n, BATCH):
-            index = order[start : start + BATCH]
-            x = crop_and_flip(data.x[index], gen).contiguous(
-                memory_format=torch.channels_last if accel.channels_last else torch.preserve_format
-            )
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = network(x)
-            logits = logits.float()
-            if distil:
-                soft = probs[index]
-                t = KD_OPTIONS["temperature"]
-                kl = F.kl_div(
-                    F.log_softmax(logits / t, 1),
-                    soft.pow(1 / t).div(soft.pow(1 / t).sum(1, True)),
-                    reduction="batchmean",
-                )
-                loss = (1 - KD_OPTIONS["alpha"]) * F.cross_entropy(logits, data.y[index])
-                loss = loss + KD_OPTIONS["alpha"] * t * t * kl
-            else:
-                loss = F.cross_entropy(logits, data.y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    synchronize(device)
-    return time.perf_counter() - tic
-
-
-def crop_and_flip(x: Tensor, gen: torch.Generator) -> Tensor:
-    """Random crop with zero padding 4 and a horizontal flip with probability ½, drawn and
-    applied on ``x``'s device."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, (PADDING,) * 4)
-    top = torch.randint(0, 2 * PADDING + 1, (b, 1), generator=gen, device=x.device)
-    left = torch.randint(0, 2 * PADDING + 1, (b, 1), generator=gen, device=x.device)
-    rows = (top + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (left + torch.arange(w, device=x.device))[:, None, None, :]
-    batch = torch.arange(b, device=x.device)[:, None, None, None]
-    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    out = padded[batch, channel, rows, cols]
-    flip = torch.rand(b, generator=gen, device=x.device) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
 def packing(
@@ -384,8 +341,17 @@ def report(result: dict[str, Any]) -> None:
             print(f"fit_over_plain_{c['precision']} {c['fit_over_plain']:.3f}")
             if "step_over_plain" in c:
                 print(f"step_over_plain_{c['precision']} {c['step_over_plain']:.3f}")
+    if "stacked" in result:
+        stacked = result["stacked"]
+        print(
+            f"{stacked['students']} stacked students, {stacked['precision']}: "
+            f"{stacked['images_per_s']:,.0f} student-images/s "
+            f"(x{stacked['over_one']:.2f} one plain KD student)"
+        )
     for row in result.get("packing", {}).get("rows", []):
         print(f"packing_{row['units']} {row['over_one']:.3f}")
+    if "stacked" in result:
+        print(f"stacked_{result['stacked']['students']} {result['stacked']['over_one']:.3f}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -401,6 +367,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fp32-only", action="store_true", help="skip bf16")
     parser.add_argument(
         "--packing", default="1,2,4,8", help="concurrent units to time (empty: skip)"
+    )
+    parser.add_argument(
+        "--stack", type=int, default=4, help="students trained as one stacked model (< 2: skip)"
     )
     parser.add_argument("--packing-timeout", type=float, default=300.0, help="seconds per K")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")

@@ -32,6 +32,7 @@ def test_every_step_passes_on_the_cpu(tmp_path):
     assert {"ratio_vi_views_bf16", "fit_over_plain_fp32"} <= set(
         steps["throughput"]["numbers"]
     ) | set(steps["student_step"]["numbers"])
+    assert steps["student_step"]["numbers"]["stacked_4"] > 0
     last = done.stdout.strip().splitlines()[-4:]
     assert any(line.startswith("fit_over_plain_fp32 ") for line in last)
 
