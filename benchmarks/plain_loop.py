@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,48 +59,22 @@ def plain_run(
 ) -> float:
     """Seconds of the last of ``epochs`` epochs of the hand-written loop (see the module
     docstring), training ``network`` (default: a fresh student) in place."""
-    device = data.x.device
-    network = student(model, data.input_shape, device) if network is None else network
+    network = student(model, data.input_shape, data.x.device) if network is None else network
     accel.prepare_model(network)
     network.train()
     optimizer = torch.optim.SGD(
         network.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
     )
-    gen = torch.Generator(device=device).manual_seed(0)
-    dtype = accel.autocast_dtype
-    n = len(data)
-    tic = time.perf_counter()
-    for _ in range(epochs):
-        synchronize(device)
-        tic = time.perf_counter()  # the last epoch's start
-        order = torch.randperm(n, generator=gen, device=device)
-        for start in range(0, n, BATCH):
-            index = order[start : start + BATCH]
-            x = crop_and_flip(data.x[index], gen).contiguous(
-                memory_format=torch.channels_last if accel.channels_last else torch.preserve_format
-            )
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = network(x)
-            logits = logits.float()
-            if distil:
-                loss = plain_kd(logits, data.y[index], probs[index])
-            else:
-                loss = F.cross_entropy(logits, data.y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    synchronize(device)
-    return time.perf_counter() - tic
 
+    def loss(index: Tensor, x: Tensor) -> Tensor:
+        with accel_autocast(accel, x.device):
+            logits = network(x)
+        logits = logits.float()
+        if distil:
+            return plain_kd(logits, data.y[index], probs[index])
+        return F.cross_entropy(logits, data.y[index])
 
-def plain_kd(logits: Tensor, y: Tensor, soft: Tensor) -> Tensor:
-    """KD at α = 0.5, T = 4 written out: (1 − α)·CE + α·T²·KL(tempered teacher ‖ student)."""
-    t = KD_OPTIONS["temperature"]
-    tempered = soft.pow(1 / t)
-    kl = F.kl_div(
-        F.log_softmax(logits / t, 1), tempered / tempered.sum(1, True), reduction="batchmean"
-    )
-    return (1 - KD_OPTIONS["alpha"]) * F.cross_entropy(logits, y) + KD_OPTIONS["alpha"] * t * t * kl
+    return train_epochs(data, epochs, accel, optimizer, loss)
 
 
 def stacked_run(
@@ -128,34 +103,64 @@ def stacked_run(
     optimizer = torch.optim.SGD(
         params.values(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
     )
-    gen = torch.Generator(device=device).manual_seed(0)
-    dtype = accel.autocast_dtype
-    n = len(data)
-    tic = time.perf_counter()
-    for _ in range(epochs):
-        synchronize(device)
-        tic = time.perf_counter()
-        order = torch.randperm(n, generator=gen, device=device)
-        for start in range(0, n, BATCH):
-            index = order[start : start + BATCH]
-            x = crop_and_flip(data.x[index], gen).contiguous(
-                memory_format=torch.channels_last if accel.channels_last else torch.preserve_format
-            )
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = forward(params, buffers, x)
-            logits = logits.float()
-            y = data.y[index]
-            loss = sum(plain_kd(logits[i], y, probs[i, index]) for i in range(len(probs)))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    synchronize(device)
-    seconds = time.perf_counter() - tic
+
+    def loss(index: Tensor, x: Tensor) -> Tensor:
+        with accel_autocast(accel, x.device):
+            logits = forward(params, buffers, x)
+        logits, y = logits.float(), data.y[index]
+        return sum(plain_kd(logits[i], y, probs[i, index]) for i in range(len(probs)))
+
+    seconds = train_epochs(data, epochs, accel, optimizer, loss)
     with torch.no_grad():
         for i, network in enumerate(networks):
             for name, tensor in [*network.named_parameters(), *network.named_buffers()]:
                 tensor.copy_((params | buffers)[name][i])
     return seconds
+
+
+def train_epochs(
+    data: ArrayData,
+    epochs: int,
+    accel: Acceleration,
+    optimizer: torch.optim.Optimizer,
+    loss: Callable[[Tensor, Tensor], Tensor],
+) -> float:
+    """``epochs`` epochs of shuffled batches, each cropped and flipped on the device, of
+    ``loss(index, x)`` → backward → ``optimizer`` step; seconds of the last epoch."""
+    device = data.x.device
+    gen = torch.Generator(device=device).manual_seed(0)
+    layout = torch.channels_last if accel.channels_last else torch.preserve_format
+    n = len(data)
+    tic = time.perf_counter()
+    for _ in range(epochs):
+        synchronize(device)
+        tic = time.perf_counter()  # the last epoch's start
+        order = torch.randperm(n, generator=gen, device=device)
+        for start in range(0, n, BATCH):
+            index = order[start : start + BATCH]
+            x = crop_and_flip(data.x[index], gen).contiguous(memory_format=layout)
+            value = loss(index, x)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+    synchronize(device)
+    return time.perf_counter() - tic
+
+
+def accel_autocast(accel: Acceleration, device: torch.device) -> torch.autocast:
+    """Autocast to ``accel``'s precision on ``device`` (off at fp32)."""
+    dtype = accel.autocast_dtype
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def plain_kd(logits: Tensor, y: Tensor, soft: Tensor) -> Tensor:
+    """KD at α = 0.5, T = 4 written out: (1 − α)·CE + α·T²·KL(tempered teacher ‖ student)."""
+    t = KD_OPTIONS["temperature"]
+    tempered = soft.pow(1 / t)
+    kl = F.kl_div(
+        F.log_softmax(logits / t, 1), tempered / tempered.sum(1, True), reduction="batchmean"
+    )
+    return (1 - KD_OPTIONS["alpha"]) * F.cross_entropy(logits, y) + KD_OPTIONS["alpha"] * t * t * kl
 
 
 def crop_and_flip(x: Tensor, gen: torch.Generator) -> Tensor:
