@@ -148,7 +148,8 @@ def command(name: str, args: argparse.Namespace, out: Path, work: Path) -> list[
         cmd += ["--out", str(out / "student_step.json")]
         if args.quick:
             return [*cmd, "--quick", "--packing", "1"]
-        return [*cmd, "--n", "6400", "--rounds", "2", "--packing", "1,2,4,8"]
+        cut = ["--n", "6400", "--rounds", "2", "--budget", "75", "--compiled", "bf16"]
+        return [*cmd, *cut, "--packing", "1,2,4,8"]
     raise ValueError(f"unknown step '{name}'; the steps are {', '.join(STEPS)}")
 
 

@@ -41,7 +41,11 @@ same precision as packing): the throughput of K students stacked over one studen
 counterpart of ``packing_K``. It is a measurement, not yet a study option: it tells whether
 building stacking into studies pays on a GPU.
 
-The last lines are ``fit_over_plain_fp32 <x>``, ``fit_over_plain_bf16 <x>`` (goal ≥ 0.95),
+The timing lines are printed as soon as the interleaved rounds end (``--budget`` seconds
+after the start no further round starts), before packing, whose ``packing_K`` lines follow
+as each K ends, so a run cut short keeps what it measured. ``--compiled bf16`` times
+``compile: step`` at one precision only (each precision is compiled once more).
+The lines are ``fit_over_plain_fp32 <x>``, ``fit_over_plain_bf16 <x>`` (goal ≥ 0.95),
 ``step_over_plain_<precision> <x>`` (goal ≥ 2), ``packing_4 <x>`` (goal ≥ 3) and
 ``stacked_4 <x>``.
 
@@ -57,7 +61,7 @@ import multiprocessing as mp
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -114,10 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     variants: dict[str, Callable[[], float]] = {}
-    with_step = cuda or not args.quick
     for p in precisions:
         accel = Acceleration(precision=p, channels_last=cuda, cudnn_benchmark=cuda)
-        if with_step:
+        if (cuda or not args.quick) and args.compiled in ("all", p.value):
             compiled = replace(accel, compile=COMPILE_STEP)
             variants[f"step/onehot/{p.value}"] = announced(
                 note,
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
             functools.partial(stacked_run, args.model, data, stacked_probs, args.epochs, accel),
         )
     note(f"{len(variants)} variants on {args.n} random {'x'.join(map(str, shape))} images")
-    times = interleaved(variants, args.rounds)
+    deadline = start + args.budget if args.budget else None
+    times = interleaved(variants, args.rounds, deadline)
     cells = []
     for p in precisions:
         for loss in ("onehot", "kd"):
@@ -196,11 +200,14 @@ def main(argv: list[str] | None = None) -> None:
         }
     if args.out is not None:
         write_json(args.out, result)
+    report(result)  # before packing: a run cut short there keeps these lines
     if args.packing:
-        result["packing"] = packing(args, device, precisions[-1], note)
-        if args.out is not None:
-            write_json(args.out, result)
-    report(result)
+        result["packing"] = {"precision": precisions[-1].value, "rows": []}
+        for row in packing(args, device, precisions[-1], note):
+            result["packing"]["rows"].append(row)
+            if args.out is not None:
+                write_json(args.out, result)
+            print(f"packing_{row['units']} {row['over_one']:.3f}", flush=True)
 
 
 def announced(
@@ -248,10 +255,11 @@ def packing(
     device: torch.device,
     precision: Precision,
     note: Callable[[str], None],
-) -> dict[str, Any]:
-    """Total images/s of K concurrent student processes on ``device``, for each K."""
+) -> Iterator[dict[str, Any]]:
+    """Total images/s of K concurrent student processes on ``device``, for each K, as each
+    K ends; ``over_one``: over the first K's images/s."""
     context = mp.get_context("spawn")
-    rows = []
+    one = None
     for k in [int(v) for v in args.packing.split(",")]:
         barrier = context.Barrier(k)
         queue = context.Queue()
@@ -266,12 +274,9 @@ def packing(
             process.join(timeout=30)
         first, last = min(s[0] for s in spans), max(s[1] for s in spans)
         total = k * args.n * args.epochs / (last - first)
-        rows.append({"units": k, "images_per_s": total, "seconds": last - first})
         note(f"packing: {k} concurrent student(s), {precision.value}: {total:,.0f} images/s")
-    one = next(r["images_per_s"] for r in rows if r["units"] == rows[0]["units"])
-    for row in rows:
-        row["over_one"] = row["images_per_s"] / one
-    return {"precision": precision.value, "rows": rows}
+        one = total if one is None else one
+        yield {"units": k, "images_per_s": total, "seconds": last - first, "over_one": total / one}
 
 
 def packed_student(
@@ -325,11 +330,6 @@ def report(result: dict[str, Any]) -> None:
             f"{c['loss']:>7} {c['precision']:>9} {c['plain_images_per_s']:12,.0f} "
             f"{c['fit_images_per_s']:10,.0f} {c['fit_over_plain']:9.3f}"
         )
-    for row in result.get("packing", {}).get("rows", []):
-        print(
-            f"packed units {row['units']}: {row['images_per_s']:,.0f} images/s "
-            f"(x{row['over_one']:.2f} one unit)"
-        )
     for c in result["cells"]:
         if "step_over_plain" in c:
             print(
@@ -348,8 +348,6 @@ def report(result: dict[str, Any]) -> None:
             f"{stacked['images_per_s']:,.0f} student-images/s "
             f"(x{stacked['over_one']:.2f} one plain KD student)"
         )
-    for row in result.get("packing", {}).get("rows", []):
-        print(f"packing_{row['units']} {row['over_one']:.3f}")
     if "stacked" in result:
         print(f"stacked_{result['stacked']['students']} {result['stacked']['over_one']:.3f}")
 
@@ -367,6 +365,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fp32-only", action="store_true", help="skip bf16")
     parser.add_argument(
         "--packing", default="1,2,4,8", help="concurrent units to time (empty: skip)"
+    )
+    parser.add_argument(
+        "--compiled",
+        choices=("all", "fp32", "bf16", "none"),
+        default="all",
+        help="precisions timed with compile: step (on the CPU only without --quick)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=0.0,
+        help="seconds after which no further timing round starts (0: no limit)",
     )
     parser.add_argument(
         "--stack", type=int, default=4, help="students trained as one stacked model (< 2: skip)"
