@@ -111,10 +111,11 @@ def stacked_run(
         return sum(plain_kd(logits[i], y, probs[i, index]) for i in range(len(probs)))
 
     seconds = train_epochs(data, epochs, accel, optimizer, loss)
+    trained = params | buffers
     with torch.no_grad():
         for i, network in enumerate(networks):
             for name, tensor in [*network.named_parameters(), *network.named_buffers()]:
-                tensor.copy_((params | buffers)[name][i])
+                tensor.copy_(trained[name][i])
     return seconds
 
 

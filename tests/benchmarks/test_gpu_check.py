@@ -70,11 +70,12 @@ def test_the_gpu_command_lines_parse_in_their_scripts(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     check = importlib.import_module("gpu_check")
     args = check.parse_args(["--out", str(tmp_path)])
-    for step, module in (("throughput", "gpu_throughput"), ("student_step", "student_step")):
-        cmd = check.command(step, args, tmp_path, tmp_path)
-        parsed = importlib.import_module(module).parse_args(cmd[2:])
-        assert parsed.device == "cuda" and not parsed.quick
-    student = importlib.import_module("student_step").parse_args(
-        check.command("student_step", args, tmp_path, tmp_path)[2:]
-    )
+    parsed = {
+        step: importlib.import_module(module).parse_args(
+            check.command(step, args, tmp_path, tmp_path)[2:]
+        )
+        for step, module in (("throughput", "gpu_throughput"), ("student_step", "student_step"))
+    }
+    assert all(p.device == "cuda" and not p.quick for p in parsed.values())
+    student = parsed["student_step"]
     assert (student.compiled, student.budget, student.packing) == ("bf16", 75.0, "1,2,4,8")
