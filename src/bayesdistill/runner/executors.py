@@ -198,22 +198,6 @@ class ProcessExecutor:
         return Placement(self.devices[index % len(self.devices)], self.threads)
 
     def run(self, units: Sequence[Unit], runner: UnitRunner) -> Outcome:
-        graph = UnitGraph(units)
-        budget = DeviceBudget(self.unit_bytes)
-        context = mp.get_context("spawn")
-        log_level = logging.getLogger("bayesdistill").getEffectiveLevel()
-
-        def start(index: int) -> _Worker:
-            mine, theirs = context.Pipe()
-            process = context.Process(
-                target=_worker,
-                args=(self.placement(index), theirs, runner, log_level, self.memory),
-                daemon=True,
-            )
-            process.start()
-            theirs.close()
-            return _Worker(process, mine)
-
         shares = [self.placement(i).device for i in range(self.workers)]
         log.info(
             "pool: %d workers (%s), %d CPU threads each",
@@ -221,119 +205,182 @@ class ProcessExecutor:
             ", ".join(f"{d} ×{shares.count(d)}" for d in dict.fromkeys(shares)),
             self.threads,
         )
-        workers = [start(i) for i in range(self.workers)]
-        ready: list[Unit] = []
-        reruns: set[str] = set()
+        pool = _Pool(self, UnitGraph(units), runner)
         try:
             while True:
-                ready += graph.ready()
-                lost = False  # a hand-over failed: look again at what may start
-                for index, worker in enumerate(workers):
-                    if worker.unit is not None:
-                        continue
-                    device = self.placement(index).device
-                    unit = next((u for u in ready if budget.may_start(u, device)), None)
-                    if unit is None:
-                        continue
-                    if not worker.process.is_alive():  # it died while idle: nothing is lost
-                        log.warning(
-                            "worker %d (%s) died while idle (exit code %s); a new one takes "
-                            "its place",
-                            index,
-                            device,
-                            worker.process.exitcode,
-                        )
-                        workers[index] = worker = start(index)
-                    ready.remove(unit)
-                    graph.progress.start(unit.name)
-                    try:
-                        worker.connection.send((unit, budget.required(unit, device)))
-                    except OSError:  # BrokenPipeError: it died as the unit was handed over
-                        worker.process.join(timeout=REAP_SECONDS)
-                        graph.failed(unit.name, _died(worker, "it was handed to"))
-                        workers[index] = start(index)
-                        lost = True
-                        continue
-                    worker.unit = unit
-                    budget.started(unit, device)
-                busy = [w for w in workers if w.unit is not None]
+                pool.ready += pool.graph.ready()
+                lost = pool.hand_out()
+                busy = [w for w in pool.workers if w.unit is not None]
                 if not busy:
-                    if lost:
+                    if lost:  # a hand-over failed: look again at what may start
                         continue
-                    if ready:  # cannot happen: an empty device takes any unit
-                        raise RuntimeError(f"no worker may start {[u.name for u in ready]}")
-                    return graph.outcome
+                    if pool.ready:  # cannot happen: an empty device takes any unit
+                        raise RuntimeError(f"no worker may start {[u.name for u in pool.ready]}")
+                    return pool.graph.outcome
                 signals = [w.connection for w in busy] + [w.process.sentinel for w in busy]
                 mp.connection.wait(signals, timeout=WAIT_SECONDS)
-                for index, worker in enumerate(workers):
-                    if worker.unit is None:
-                        continue
-                    if worker.connection.poll():
-                        try:
-                            event, _, text, number = worker.connection.recv()
-                        except (EOFError, OSError):
-                            event, text, number = DIED, "", None
-                    elif not worker.process.is_alive():
-                        event, text, number = DIED, "", None
-                    else:
-                        continue
-                    unit, worker.unit = worker.unit, None
-                    device = self.placement(index).device
-                    if event == HELD:
-                        budget.held(unit, device, number)
-                        graph.progress.back(unit.name)
-                        ready.insert(0, unit)
-                        log.info(
-                            "unit %s waits for memory: %.1f GiB free on %s, it needs %.1f "
-                            "GiB; it starts when a unit there ends",
-                            unit.name,
-                            number / GIB,
-                            device,
-                            (budget.need(unit) or 0) / GIB,
-                        )
-                        continue
-                    if event == OUT_OF_MEMORY:
-                        others = [n for n in budget.running_on(device) if n != unit.name]
-                        worker.process.join(
-                            timeout=OOM_EXIT_SECONDS
-                        )  # it ends itself, freeing its memory
-                        if worker.process.is_alive():
-                            worker.process.terminate()
-                        workers[index] = start(index)
-                        if budget.out_of_memory(unit, device):
-                            reruns.add(unit.name)
-                            graph.progress.back(unit.name)
-                            ready.insert(0, unit)
-                            log.warning(
-                                "unit %s ran out of GPU memory on %s beside %s; it reruns "
-                                "alone there once they end",
-                                unit.name,
-                                device,
-                                ", ".join(others) or "other units",
-                            )
-                        else:
-                            graph.failed(
-                                unit.name, text + _out_of_memory_note(unit, device, reruns)
-                            )
-                        continue
-                    budget.ended(unit, device, number if event == FINISHED else None)
-                    if event == FINISHED:
-                        graph.finished(unit.name)
-                    elif event == FAILED:
-                        graph.failed(unit.name, text)
-                    else:
-                        worker.process.join(timeout=REAP_SECONDS)
-                        graph.failed(unit.name, _died(worker, "running it"))
-                        workers[index] = start(index)
+                pool.collect()
         finally:
-            for worker in workers:
-                with contextlib.suppress(OSError, BrokenPipeError):
-                    worker.connection.send(None)
-            deadline = time.monotonic() + SHUTDOWN_SECONDS
-            for worker in workers:
-                worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
-                if worker.process.is_alive():
-                    worker.process.terminate()
+            pool.close()
+
+
+class _Pool:
+    """One `ProcessExecutor.run`: its worker processes, the units ready to start, and what
+    the device budget knows; `hand_out` gives idle workers units, `collect` reads what the
+    busy ones answered."""
+
+    def __init__(self, executor: ProcessExecutor, graph: UnitGraph, runner: UnitRunner) -> None:
+        self.executor = executor
+        self.graph = graph
+        self.runner = runner
+        self.budget = DeviceBudget(executor.unit_bytes)
+        self.context = mp.get_context("spawn")
+        self.log_level = logging.getLogger("bayesdistill").getEffectiveLevel()
+        self.ready: list[Unit] = []
+        self.reruns: set[str] = set()
+        self.workers = [self.start(i) for i in range(executor.workers)]
+
+    def device(self, index: int) -> str:
+        return self.executor.placement(index).device
+
+    def start(self, index: int) -> _Worker:
+        """A fresh worker process in slot ``index`` (also its replacement)."""
+        mine, theirs = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker,
+            args=(
+                self.executor.placement(index),
+                theirs,
+                self.runner,
+                self.log_level,
+                self.executor.memory,
+            ),
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        return _Worker(process, mine)
+
+    def hand_out(self) -> bool:
+        """Give each idle worker the first ready unit its device has room for; whether a
+        hand-over failed (its unit is reported failed and the worker replaced)."""
+        lost = False
+        for index, worker in enumerate(self.workers):
+            if worker.unit is not None:
+                continue
+            device = self.device(index)
+            unit = next((u for u in self.ready if self.budget.may_start(u, device)), None)
+            if unit is None:
+                continue
+            if not worker.process.is_alive():  # it died while idle: nothing is lost
+                log.warning(
+                    "worker %d (%s) died while idle (exit code %s); a new one takes its place",
+                    index,
+                    device,
+                    worker.process.exitcode,
+                )
+                self.workers[index] = worker = self.start(index)
+            self.ready.remove(unit)
+            self.graph.progress.start(unit.name)
+            try:
+                worker.connection.send((unit, self.budget.required(unit, device)))
+            except OSError:  # BrokenPipeError: it died as the unit was handed over
+                worker.process.join(timeout=REAP_SECONDS)
+                self.graph.failed(unit.name, _died(worker, "it was handed to"))
+                self.workers[index] = self.start(index)
+                lost = True
+                continue
+            worker.unit = unit
+            self.budget.started(unit, device)
+        return lost
+
+    def collect(self) -> None:
+        """Settle the unit of every busy worker that answered or died."""
+        for index, worker in enumerate(self.workers):
+            if worker.unit is None:
+                continue
+            if worker.connection.poll():
+                try:
+                    event, _, text, number = worker.connection.recv()
+                except (EOFError, OSError):
+                    event, text, number = DIED, "", None
+            elif not worker.process.is_alive():
+                event, text, number = DIED, "", None
+            else:
+                continue
+            unit, worker.unit = worker.unit, None
+            if event == HELD:
+                self.held(unit, index, number)
+            elif event == OUT_OF_MEMORY:
+                self.out_of_memory(unit, index, text)
+            else:
+                self.ended(unit, index, event, text, number)
+
+    def back_to_ready(self, unit: Unit) -> None:
+        """``unit`` is to start again later (first in line)."""
+        self.graph.progress.back(unit.name)
+        self.ready.insert(0, unit)
+
+    def held(self, unit: Unit, index: int, free: int) -> None:
+        """The worker found too little free memory for ``unit``: it waits."""
+        device = self.device(index)
+        self.budget.held(unit, device, free)
+        self.back_to_ready(unit)
+        log.info(
+            "unit %s waits for memory: %.1f GiB free on %s, it needs %.1f GiB; it starts "
+            "when a unit there ends",
+            unit.name,
+            free / GIB,
+            device,
+            (self.budget.need(unit) or 0) / GIB,
+        )
+
+    def out_of_memory(self, unit: Unit, index: int, text: str) -> None:
+        """``unit`` ran out of GPU memory and its worker ends: replace the worker, and rerun
+        the unit alone once where others ran beside it, else report it failed."""
+        device = self.device(index)
+        others = [n for n in self.budget.running_on(device) if n != unit.name]
+        worker = self.workers[index]
+        worker.process.join(timeout=OOM_EXIT_SECONDS)  # it ends itself, freeing its memory
+        if worker.process.is_alive():
+            worker.process.terminate()
+        self.workers[index] = self.start(index)
+        if self.budget.out_of_memory(unit, device):
+            self.reruns.add(unit.name)
+            self.back_to_ready(unit)
+            log.warning(
+                "unit %s ran out of GPU memory on %s beside %s; it reruns alone there once "
+                "they end",
+                unit.name,
+                device,
+                ", ".join(others) or "other units",
+            )
+        else:
+            self.graph.failed(unit.name, text + _out_of_memory_note(unit, device, self.reruns))
+
+    def ended(self, unit: Unit, index: int, event: str, text: str, peak: int | None) -> None:
+        """``unit`` finished, failed, or its worker died running it (then replaced)."""
+        self.budget.ended(unit, self.device(index), peak if event == FINISHED else None)
+        if event == FINISHED:
+            self.graph.finished(unit.name)
+        elif event == FAILED:
+            self.graph.failed(unit.name, text)
+        else:
+            worker = self.workers[index]
+            worker.process.join(timeout=REAP_SECONDS)
+            self.graph.failed(unit.name, _died(worker, "running it"))
+            self.workers[index] = self.start(index)
+
+    def close(self) -> None:
+        """Tell every worker to stop; terminate those still running after the grace time."""
+        for worker in self.workers:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                worker.connection.send(None)
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        for worker in self.workers:
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.terminate()
 
 
 def _died(worker: _Worker, when: str) -> str:
