@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import ClassVar
 
 IDENTITY = "run.json"
 CONFIG = "config.yaml"
@@ -80,10 +81,11 @@ class NetworkFiles:
     """A trained network's folder (the teacher network of a seed)."""
 
     folder: Path
+    NETWORK_NAME: ClassVar[str] = NETWORK_FILE
 
     @property
     def network(self) -> Path:
-        return self.folder / NETWORK_FILE
+        return self.folder / self.NETWORK_NAME
 
     @property
     def summary(self) -> Path:
@@ -129,22 +131,10 @@ class TeacherFiles:
 
 
 @dataclass(frozen=True)
-class StudentFiles:
-    """One student's folder."""
+class StudentFiles(NetworkFiles):
+    """One student's folder: a trained network's, with the student's file name."""
 
-    folder: Path
-
-    @property
-    def network(self) -> Path:
-        return self.folder / STUDENT_FILE
-
-    @property
-    def summary(self) -> Path:
-        return self.folder / SUMMARY
-
-    @property
-    def metrics(self) -> Path:
-        return self.folder / METRICS
+    NETWORK_NAME: ClassVar[str] = STUDENT_FILE
 
 
 @dataclass(frozen=True)
