@@ -27,19 +27,24 @@ def make_mlp(splits: DataSplits, seed: int = 0, hidden: tuple[int, ...] = (16,))
         return create_model("mlp", splits.input_shape, splits.num_classes, hidden=hidden)
 
 
-@pytest.fixture(scope="session")
-def trained_mlp(tiny_splits: DataSplits) -> Classifier:
-    """An MLP trained for a few epochs on ``tiny_splits`` (do not modify it in tests)."""
-    settings = TrainSettings(epochs=5, batch_size=32, lr=0.1)
+def train_mlp(splits: DataSplits, epochs: int) -> Classifier:
+    """``make_mlp(splits)`` trained on ``splits.train`` by one-hot SGD (batch 32, lr 0.1)."""
+    settings = TrainSettings(epochs=epochs, batch_size=32, lr=0.1)
     result = fit(
-        make_mlp(tiny_splits),
-        tiny_splits.train,
+        make_mlp(splits),
+        splits.train,
         loss_fn=onehot_ce,
         settings=settings,
         seed=0,
         progress=False,
     )
     return result.model
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(tiny_splits: DataSplits) -> Classifier:
+    """An MLP trained for a few epochs on ``tiny_splits`` (do not modify it in tests)."""
+    return train_mlp(tiny_splits, epochs=5)
 
 
 @pytest.fixture

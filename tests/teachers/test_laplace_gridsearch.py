@@ -8,22 +8,17 @@ running mean, to show that the old choice differs from the right one on these ca
 
 from __future__ import annotations
 
-import copy
-import warnings
-
 import numpy as np
 import pytest
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
 
 from bayesdistill.data import DataSplits
-from bayesdistill.losses import onehot_ce
 from bayesdistill.metrics import NLL_EPS
 from bayesdistill.models import Classifier
 from bayesdistill.teachers import fit_laplace
-from bayesdistill.train import TrainSettings, fit
-from tests.conftest import make_mlp
+from tests.conftest import train_mlp
+from tests.teachers.laplace_reference import laplace_torch_reference
 
 SMALL_GRID = (-4.0, 4.0, 5)
 """log10 min, log10 max, points: 1e-4, 1e-2, 1, 1e2, 1e4."""
@@ -33,16 +28,7 @@ SMALL_GRID = (-4.0, 4.0, 5)
 def longer_trained_mlp(tiny_splits: DataSplits) -> Classifier:
     """``trained_mlp`` trained for 60 epochs instead of 5: confident enough that the
     validation NLL rises again towards large prior precisions."""
-    settings = TrainSettings(epochs=60, batch_size=32, lr=0.1)
-    result = fit(
-        make_mlp(tiny_splits),
-        tiny_splits.train,
-        loss_fn=onehot_ce,
-        settings=settings,
-        seed=0,
-        progress=False,
-    )
-    return result.model
+    return train_mlp(tiny_splits, epochs=60)
 
 
 def _running_mean(values: np.ndarray) -> np.ndarray:
@@ -128,21 +114,7 @@ def test_score_is_laplace_torchs_nll_of_one_grid_point(rng):
 @pytest.mark.parametrize("structure", ["kron", "diag", "full"])
 def test_marglik_is_laplace_torchs_own(trained_mlp, tiny_splits, structure):
     # the fix touches only the grid search: marglik is laplace-torch's, validation data unused
-    from laplace import Laplace
-
-    la = Laplace(
-        copy.deepcopy(trained_mlp),
-        "classification",
-        subset_of_weights="last_layer",
-        hessian_structure=structure,
-        last_layer_name="head",
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        la.fit(DataLoader(TensorDataset(tiny_splits.train.x, tiny_splits.train.y), batch_size=256))
-        la.optimize_prior_precision(
-            method="marglik", pred_type="glm", link_approx="probit", prior_structure="scalar"
-        )
+    la, _ = laplace_torch_reference(trained_mlp, tiny_splits, structure=structure, method="marglik")
     teachers = [
         fit_laplace(trained_mlp, tiny_splits.train, val, hessian_structure=structure)
         for val in (None, tiny_splits.val)  # marglik ignores validation data
